@@ -1,0 +1,29 @@
+"""Sparse vertex-elimination automatic differentiation.
+
+Trace a JAX function to its jaxpr, put the structured elemental partial of every equation on the edges of a
+computational graph, and accumulate the Jacobian by cross-country vertex elimination in any order.
+"""
+
+from ._eliminate import eliminate, resolve_order
+from ._graph import Graph, VertexInfo, build_graph
+from ._partial import Axis, Partial
+from ._rules import defdense, defelementwise, defrule, defzero, rules
+from .api import count_muls, graph, jacve
+
+__all__ = [
+    "Axis",
+    "Graph",
+    "Partial",
+    "VertexInfo",
+    "build_graph",
+    "count_muls",
+    "defdense",
+    "defelementwise",
+    "defrule",
+    "defzero",
+    "eliminate",
+    "graph",
+    "jacve",
+    "resolve_order",
+    "rules",
+]

@@ -1,0 +1,288 @@
+"""The computational graph of a traced function: vertices are values, edges are structured partials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core
+
+from ._partial import Partial, add
+from ._rules import bind, dense_rules, is_concrete, rules
+
+__all__ = ["Graph", "VertexInfo", "build_graph"]
+
+_INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "custom_lin", "name"}
+
+
+@dataclass(frozen=True)
+class VertexInfo:
+    """What a vertex holds: the primitive that produced it, its shape and dtype, and its role."""
+
+    id: int
+    primitive: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    role: str  # "input" | "intermediate" | "output"
+    note: str = ""
+
+
+class Graph:
+    """A computational graph with structured elemental partials on its edges.
+
+    Vertex ids follow Griewank's numbering: the ``n`` inputs are ``1-n .. 0``, the eliminable intermediate
+    vertices ``1 .. N`` in forward order (``Graph.vertices``), the outputs ``N+1 .. N+m``.
+
+    Attributes:
+        inputs: ids of the input vertices (flattened differentiated arguments), in order.
+        outputs: ids of the output vertices (flattened outputs), in order.
+        edges: ``{(u, v): Partial}`` with ``Partial = dv/du``.
+        info: ``{id: VertexInfo}``.
+        values: primal values of all outputs of the traced function (differentiated ones and auxiliary).
+    """
+
+    def __init__(self, inputs, outputs, edges, info, values):
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.edges = dict(edges)
+        self.info = dict(info)
+        self.values = list(values)
+
+    @property
+    def vertices(self) -> tuple[int, ...]:
+        """The ids an elimination order must contain, in forward order."""
+        return tuple(sorted(i for i, v in self.info.items() if v.role == "intermediate"))
+
+    def fingerprint(self) -> str:
+        """A digest of the graph's structure (shapes, primitives, edge structures); no values."""
+        import hashlib
+
+        from ._partial import canonical, structure_key
+
+        h = hashlib.sha256()
+        for i in sorted(self.info):
+            v = self.info[i]
+            h.update(repr((i, v.primitive, v.shape, str(v.dtype), v.role)).encode())
+        for (u, w) in sorted(self.edges):
+            p = canonical(self.edges[(u, w)])
+            h.update(repr((u, w, structure_key(p), p.val_labels, p.val is None)).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> str:
+        """A table of vertices with primitive, shape and the structure of every incoming edge."""
+        preds: dict[int, list[int]] = {}
+        for (u, w) in sorted(self.edges):
+            preds.setdefault(w, []).append(u)
+        fallbacks = [v for v in self.info.values() if v.note]
+        lines = [f"Graph: {len(self.inputs)} inputs, {len(self.vertices)} vertices, {len(self.outputs)} outputs, "
+                 f"{len(self.edges)} edges"
+                 + (f", {len(fallbacks)} dense fallback(s)" if fallbacks else "")]
+        for i in sorted(self.info):
+            v = self.info[i]
+            shape = f"{jnp.dtype(v.dtype).name}{list(v.shape)}"
+            note = f"  [{v.note}]" if v.note else ""
+            lines.append(f"  {i:>5} {v.role:<12} {v.primitive:<20} {shape}{note}")
+            for u in preds.get(i, []):
+                lines.append(f"        <- {u:>5}: {self.edges[(u, i)]!r}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Graph(inputs={len(self.inputs)}, vertices={len(self.vertices)}, outputs={len(self.outputs)}, "
+                f"edges={len(self.edges)})")
+
+
+def _inexact(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _inner_jaxpr(eqn):
+    if eqn.primitive.name not in _INLINE:
+        return None
+    for key in ("jaxpr", "call_jaxpr"):
+        if key in eqn.params:
+            j = eqn.params[key]
+            return (j.jaxpr, j.consts) if isinstance(j, core.ClosedJaxpr) else (j, [])
+    return None
+
+
+class _Builder:
+    """Evaluates a jaxpr equation by equation and records vertices and partials."""
+
+    def __init__(self):
+        self.edges: dict[tuple[int, int], Partial] = {}
+        self.info: dict[int, VertexInfo] = {}
+        self.next_id = 1
+
+    def vertex(self, primitive: str, value, role: str, note: str = "", vid: int | None = None) -> int:
+        if vid is None:
+            vid = self.next_id
+            self.next_id += 1
+        self.info[vid] = VertexInfo(vid, primitive, tuple(np.shape(value)), jnp.result_type(value), role, note)
+        return vid
+
+    def edge(self, u: int, v: int, p: Partial) -> None:
+        self.edges[(u, v)] = add(self.edges[(u, v)], p) if (u, v) in self.edges else p
+
+    def run(self, jaxpr, consts, args, ids):
+        env, vid = {}, {}
+
+        def read(v):
+            return v.val if isinstance(v, core.Literal) else env[v]
+
+        def read_id(v):
+            return None if isinstance(v, core.Literal) else vid.get(v)
+
+        for v, c in zip(jaxpr.constvars, consts):
+            env[v] = c
+        for v, a, i in zip(jaxpr.invars, args, ids):
+            env[v] = a
+            if i is not None:
+                vid[v] = i
+        for eqn in jaxpr.eqns:
+            outvals, out_ids = self.equation(eqn, [read(v) for v in eqn.invars], [read_id(v) for v in eqn.invars])
+            for v, val, i in zip(eqn.outvars, outvals, out_ids):
+                env[v] = val
+                if i is not None:
+                    vid[v] = i
+        return [read(v) for v in jaxpr.outvars], [read_id(v) for v in jaxpr.outvars]
+
+    def equation(self, eqn, invals, in_ids):
+        primitive = eqn.primitive
+        active = [i is not None for i in in_ids]
+        if not any(active):
+            if all(is_concrete(x) for x in invals):
+                with jax.ensure_compile_time_eval():
+                    return bind(primitive, eqn.params, invals), [None] * len(eqn.outvars)
+            return bind(primitive, eqn.params, invals), [None] * len(eqn.outvars)
+        inner = _inner_jaxpr(eqn)
+        if inner is not None:
+            return self.run(inner[0], inner[1], invals, in_ids)
+        outvals = bind(primitive, eqn.params, invals)
+        partials = self.partials(primitive, eqn.params, invals, outvals, active)
+        note = "dense fallback via JAX AD" if primitive in dense_rules else ""
+        out_ids = []
+        for o, out in enumerate(outvals):
+            edges = [(in_ids[k], partials[k][o]) for k in range(len(invals))
+                     if active[k] and partials[k] is not None and partials[k][o] is not None]
+            if not edges or not _inexact(out):
+                out_ids.append(None)
+                continue
+            v = self.vertex(primitive.name, out, "intermediate", note)
+            for u, p in edges:
+                self.edge(u, v, p)
+            out_ids.append(v)
+        return outvals, out_ids
+
+    def partials(self, primitive, params, invals, outvals, active):
+        """Per input, a list with one ``Partial | None`` per output."""
+        if primitive.name == "custom_jvp_call":
+            return _custom_jvp_partials(primitive, params, invals, outvals, active)
+        if primitive.name in ("custom_vjp_call", "custom_vjp_call_jaxpr"):
+            return _custom_vjp_partials(primitive, params, invals, outvals, active)
+        rule = rules.get(primitive)
+        if rule is None:
+            raise NotImplementedError(
+                f"plastix.ad has no partial-derivative rule for the JAX primitive '{primitive.name}'. "
+                f"Register one with plastix.ad.defrule({primitive.name}_p, rule) where "
+                f"rule(invals, outvals, active, **params) returns one Partial (or None) per input; "
+                f"plastix.ad.defdense({primitive.name}_p) registers a dense fallback via JAX's own AD.")
+        result = rule(invals, outvals, active, **params)
+        if primitive.multiple_results:
+            return [r if r is None else list(r) for r in result]
+        return [[r] for r in result]
+
+
+def _active_call(primitive, params, invals, active):
+    idx = [k for k, a in enumerate(active) if a]
+
+    def f(*xs):
+        args = list(invals)
+        for k, x in zip(idx, xs):
+            args[k] = x
+        return bind(primitive, params, args)
+
+    return f, idx, [invals[k] for k in idx]
+
+
+def _custom_jvp_partials(primitive, params, invals, outvals, active):
+    """Partials of a ``custom_jvp`` function from its JVP rule (not from its primal implementation)."""
+    from ._eliminate import sub_jacobian
+
+    f, idx, primals = _active_call(primitive, params, invals, active)
+    blocks = sub_jacobian(lambda *tangents: jax.jvp(f, primals, list(tangents))[1], primals)
+    result: list = [None] * len(invals)
+    for j, k in enumerate(idx):
+        result[k] = [blocks[o][j] for o in range(len(outvals))]
+    return result
+
+
+def _custom_vjp_partials(primitive, params, invals, outvals, active):
+    """Partials of a ``custom_vjp`` function: the structured Jacobian of its VJP, transposed."""
+    from ._eliminate import sub_jacobian
+
+    f, idx, primals = _active_call(primitive, params, invals, active)
+    outs, vjp = jax.vjp(f, *primals)
+    diff = [o for o, out in enumerate(outs) if _inexact(out)]
+
+    def pullback(*cts):
+        full = [jnp.zeros_like(out) for out in outs]
+        for o, ct in zip(diff, cts):
+            full[o] = ct
+        return list(vjp(full))
+
+    blocks = sub_jacobian(pullback, [outs[o] for o in diff])
+    result: list = [None] * len(invals)
+    for j, k in enumerate(idx):
+        row = [None] * len(outvals)
+        for c, o in enumerate(diff):
+            p = blocks[j][c]
+            row[o] = None if p is None else p.transpose()
+        result[k] = row
+    return result
+
+
+def build_graph(closed_jaxpr, args, n_outputs: int | None = None) -> Graph:
+    """Trace-evaluate ``closed_jaxpr`` on ``args`` (all differentiated) and build its graph.
+
+    Args:
+        closed_jaxpr: the function's ``ClosedJaxpr``.
+        args: one value per jaxpr input (concrete arrays or tracers).
+        n_outputs: only the first ``n_outputs`` jaxpr outputs are differentiated (the rest are auxiliary).
+
+    Returns:
+        The pruned :class:`Graph` with renumbered vertex ids.
+    """
+    builder = _Builder()
+    n_in = len(args)
+    input_ids = [builder.vertex("input", a, "input", vid=-(10 ** 9) - k) for k, a in enumerate(args)]
+    values, out_ids = builder.run(closed_jaxpr.jaxpr, closed_jaxpr.consts, args, input_ids)
+    n_outputs = len(values) if n_outputs is None else n_outputs
+    sinks = []
+    for o in range(n_outputs):
+        sink = builder.vertex("output", values[o], "output", vid=-(2 * 10 ** 9) - o)
+        if out_ids[o] is not None and _inexact(values[o]):
+            builder.edge(out_ids[o], sink, Partial.identity(np.shape(values[o]), jnp.result_type(values[o])))
+        sinks.append(sink)
+    return _prune_and_number(builder, input_ids, sinks, values, n_in)
+
+
+def _prune_and_number(builder, input_ids, sinks, values, n_in):
+    preds: dict[int, list[int]] = {}
+    for (u, w) in builder.edges:
+        preds.setdefault(w, []).append(u)
+    live, stack = set(sinks), list(sinks)
+    while stack:
+        for u in preds.get(stack.pop(), []):
+            if u not in live:
+                live.add(u)
+                stack.append(u)
+    intermediates = sorted(i for i, v in builder.info.items() if v.role == "intermediate" and i in live)
+    renumber = {old: k + 1 for k, old in enumerate(intermediates)}
+    renumber |= {old: 1 - n_in + k for k, old in enumerate(input_ids)}
+    renumber |= {old: len(intermediates) + 1 + k for k, old in enumerate(sinks)}
+    info = {renumber[i]: VertexInfo(renumber[i], v.primitive, v.shape, v.dtype, v.role, v.note)
+            for i, v in builder.info.items() if i in renumber}
+    edges = {(renumber[u], renumber[w]): p for (u, w), p in builder.edges.items() if u in live and w in live}
+    return Graph([renumber[i] for i in input_ids], [renumber[s] for s in sinks], edges, info, values)

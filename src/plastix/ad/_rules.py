@@ -1,0 +1,837 @@
+"""Elemental partial derivatives: one rule per JAX primitive.
+
+``rules[primitive](invals, outvals, active, **params)`` returns one entry per input of the equation: ``None``
+(no edge: inactive input or identically zero derivative) or a :class:`Partial` — for primitives with several
+results a list with one ``Partial | None`` per result. The table is filled by small helpers in the style of
+``jax/_src/interpreters/ad.py``: :func:`defelementwise`, :func:`defzero`, :func:`defdense`, ...
+
+A primitive without a rule raises ``NotImplementedError``; register one with :func:`defrule`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.core import primitives as _primitives
+
+from ._partial import Axis, Partial
+
+__all__ = ["rules", "dense_rules", "defrule", "defelementwise", "defzero", "defdense", "bind"]
+
+
+
+class _Primitives:
+    """JAX primitives by name, from ``jax.extend.core.primitives`` or ``jax.lax``."""
+
+    def __getattr__(self, name):
+        return getattr(_primitives, name, None) or getattr(lax, name)
+
+
+P = _Primitives()
+Rule = Callable[..., list]
+rules: dict = {}
+dense_rules: set = set()
+ONE = object()  # marks a derivative that is exactly one (a pure index map, nothing stored)
+
+
+def defrule(primitive, rule: Rule) -> None:
+    """Register ``rule(invals, outvals, active, **params) -> [Partial | None per input]`` for a primitive."""
+    rules[primitive] = rule
+
+
+def bind(primitive, params: dict, invals):
+    """Evaluate one equation; always returns a list of results."""
+    out = primitive.bind(*invals, **primitive.get_bind_params(params))
+    return list(out) if primitive.multiple_results else [out]
+
+
+def is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def defelementwise(primitive, *derivatives) -> None:
+    """An elementwise primitive: ``derivatives[k](ans, *invals)`` is the local derivative w.r.t. input k.
+
+    A derivative may be ``None`` (no edge) or return :data:`ONE` (identity, nothing stored).
+    """
+
+    def rule(invals, outvals, active, **params):
+        out = outvals[0]
+        result = []
+        for k, (x, is_active) in enumerate(zip(invals, active)):
+            deriv = derivatives[k]
+            if not is_active or deriv is None:
+                result.append(None)
+                continue
+            d = deriv(out, *invals)
+            result.append(Partial.elementwise(None if d is ONE else d, np.shape(x), out.shape, out.dtype))
+        return result
+
+    defrule(primitive, rule)
+
+
+def defzero(primitive) -> None:
+    """A primitive whose derivative is zero everywhere (sign, floor, stop_gradient, ...): no edges."""
+    defrule(primitive, lambda invals, outvals, active, **params: [None] * len(invals))
+
+
+def defdense(primitive) -> None:
+    """Fallback: dense blocks computed with JAX's own forward-mode AD of the single equation.
+
+    Used for control flow (``cond``, ``scan``, ``while``) and a few primitives without exploitable structure;
+    ``Graph.summary()`` reports every equation that took this path.
+    """
+
+    def rule(invals, outvals, active, **params):
+        idx = [k for k, a in enumerate(active) if a]
+
+        def f(*xs):
+            args = list(invals)
+            for k, x in zip(idx, xs):
+                args[k] = x
+            return bind(primitive, params, args)
+
+        jac = jax.jacfwd(f, argnums=tuple(range(len(idx))))(*[invals[k] for k in idx])
+        result: list = [None] * len(invals)
+        for j, k in enumerate(idx):
+            blocks = [_dense_block(jac[o][j], out, invals[k]) for o, out in enumerate(outvals)]
+            result[k] = blocks if primitive.multiple_results else blocks[0]
+        return result
+
+    dense_rules.add(primitive)
+    defrule(primitive, rule)
+
+
+def _dense_block(jac, out, x):
+    if not jnp.issubdtype(out.dtype, jnp.inexact):
+        return None
+    return Partial.dense(jnp.asarray(jac, out.dtype), np.shape(out), np.shape(x))
+
+
+def _indexmap(out_shape, in_shape, out_index, in_index, dtype) -> Partial:
+    """A pure index map over one label enumerating entries; ``*_index`` are per-axis integer arrays."""
+    n = len(out_index[0]) if out_index else len(in_index[0]) if in_index else 1
+    axes = lambda index: [Axis((0,), np.asarray(ix, np.int64)) for ix in index]
+    return Partial(out_shape, in_shape, {0: n}, axes(out_index), axes(in_index), (), None, dtype)
+
+
+def _axiswise(out_shape, in_shape, maps, dtype, val=None, val_labels=()) -> Partial:
+    """A partial between arrays of equal rank whose axes are mapped pairwise.
+
+    ``maps[k]`` is ``None`` (identity, equal sizes) or ``(size, out_index, in_index)`` where the indices are
+    arrays over a label of ``size`` (or ``None`` for the identity of that label).
+    """
+    sizes, out_axes, in_axes = {}, [], []
+    for k, m in enumerate(maps):
+        if m is None:
+            sizes[k] = out_shape[k]
+            out_axes.append(Axis((k,)))
+            in_axes.append(Axis((k,)))
+        else:
+            size, out_index, in_index = m
+            sizes[k] = size
+            out_axes.append(Axis((k,), None if out_index is None else np.asarray(out_index, np.int64)))
+            in_axes.append(Axis((k,), None if in_index is None else np.asarray(in_index, np.int64)))
+    return _simplify(Partial(out_shape, in_shape, sizes, out_axes, in_axes, val_labels, val, dtype))
+
+
+def _simplify(p: Partial) -> Partial:
+    """Turn index arrays that are the identity of their label into plain identities."""
+    def fix(axis):
+        if axis.index is not None and len(axis.labels) == 1 and axis.index.shape == (p.sizes[axis.labels[0]],) \
+                and np.array_equal(axis.index, np.arange(axis.index.shape[0])):
+            return Axis(axis.labels)
+        return axis
+
+    return Partial(p.out_shape, p.in_shape, p.sizes, [fix(a) for a in p.out_axes], [fix(a) for a in p.in_axes],
+                   p.val_labels, p.val, p.dtype)
+
+
+def _only(active, k, partial_fn):
+    result = [None] * len(active)
+    if active[k]:
+        result[k] = partial_fn()
+    return result
+
+
+# ---------------------------------------------------------------------------------- elementwise math
+def _const(c):
+    return lambda ans, *xs, **_: c
+
+
+defelementwise(P.neg_p, _const(-1.0))
+defelementwise(P.add_p, lambda *_: ONE, lambda *_: ONE)
+defelementwise(P.sub_p, lambda *_: ONE, _const(-1.0))
+defelementwise(P.mul_p, lambda ans, x, y: y, lambda ans, x, y: x)
+defelementwise(P.div_p, lambda ans, x, y: 1.0 / y, lambda ans, x, y: -x * lax.integer_pow(y, -2))
+defelementwise(P.exp_p, lambda ans, x: ans)
+defelementwise(P.exp2_p, lambda ans, x: ans * np.log(2.0).astype(ans.dtype))
+defelementwise(P.log_p, lambda ans, x: 1.0 / x)
+defelementwise(P.log1p_p, lambda ans, x: 1.0 / (x + 1.0))
+defelementwise(P.expm1_p, lambda ans, x: ans + 1.0)
+defelementwise(P.sin_p, lambda ans, x: jnp.cos(x))
+defelementwise(P.cos_p, lambda ans, x: -jnp.sin(x))
+defelementwise(P.tan_p, lambda ans, x: 1.0 + ans * ans)
+defelementwise(P.asin_p, lambda ans, x: lax.rsqrt(1.0 - x * x))
+defelementwise(P.acos_p, lambda ans, x: -lax.rsqrt(1.0 - x * x))
+defelementwise(P.atan_p, lambda ans, x: 1.0 / (1.0 + x * x))
+defelementwise(P.sinh_p, lambda ans, x: jnp.cosh(x))
+defelementwise(P.cosh_p, lambda ans, x: jnp.sinh(x))
+defelementwise(P.tanh_p, lambda ans, x: (1.0 + ans) * (1.0 - ans))
+defelementwise(P.asinh_p, lambda ans, x: lax.rsqrt(x * x + 1.0))
+defelementwise(P.acosh_p, lambda ans, x: lax.rsqrt((x - 1.0) * (x + 1.0)))
+defelementwise(P.atanh_p, lambda ans, x: 1.0 / ((1.0 + x) * (1.0 - x)))
+defelementwise(P.logistic_p, lambda ans, x: ans * (1.0 - ans))
+defelementwise(P.erf_p, lambda ans, x: (2.0 / np.sqrt(np.pi)) * jnp.exp(-x * x))
+defelementwise(P.erfc_p, lambda ans, x: (-2.0 / np.sqrt(np.pi)) * jnp.exp(-x * x))
+defelementwise(P.erf_inv_p, lambda ans, x: (np.sqrt(np.pi) / 2.0) * jnp.exp(ans * ans))
+defelementwise(P.lgamma_p, lambda ans, x: lax.digamma(x))
+defelementwise(P.digamma_p, lambda ans, x: lax.polygamma(jnp.ones_like(x), x))
+defelementwise(P.sqrt_p, lambda ans, x: 0.5 / ans)
+defelementwise(P.rsqrt_p, lambda ans, x: -0.5 * ans / x)
+defelementwise(P.cbrt_p, lambda ans, x: (1.0 / 3.0) * lax.integer_pow(ans, -2))
+defelementwise(P.square_p, lambda ans, x: 2.0 * x)
+defelementwise(P.abs_p, lambda ans, x: jnp.where(x >= 0, 1.0, -1.0).astype(ans.dtype))
+defelementwise(P.atan2_p, lambda ans, x, y: y / (x * x + y * y), lambda ans, x, y: -x / (x * x + y * y))
+defelementwise(P.rem_p, lambda *_: ONE, lambda ans, x, y: -(jnp.sign(x / y) * jnp.floor(jnp.abs(x / y))))
+defelementwise(P.copy_p, lambda *_: ONE)
+defelementwise(P.reduce_precision_p, lambda *_: ONE)
+
+
+def _integer_pow(ans, x, *, y):
+    return None if y == 0 else y * lax.integer_pow(x, y - 1)
+
+
+defrule(P.integer_pow_p, lambda invals, outvals, active, *, y: [
+    None if not active[0] or y == 0 else
+    Partial.elementwise(_integer_pow(outvals[0], invals[0], y=y), invals[0].shape, outvals[0].shape,
+                        outvals[0].dtype)])
+
+
+def _pow_x(ans, x, y):
+    return jnp.where(y == 0, jnp.zeros_like(ans), y * lax.pow(x, y - jnp.ones_like(y)))
+
+
+def _pow_y(ans, x, y):
+    if not jnp.issubdtype(jnp.result_type(y), jnp.inexact):
+        return None
+    return jnp.log(jnp.where(x == 0, jnp.ones_like(x), x)) * ans
+
+
+def _pow_rule(invals, outvals, active, **params):
+    x, y = invals
+    out = outvals[0]
+    dy = _pow_y(out, x, y) if active[1] else None
+    return [Partial.elementwise(_pow_x(out, x, y), np.shape(x), out.shape, out.dtype) if active[0] else None,
+            None if dy is None else Partial.elementwise(dy, np.shape(y), out.shape, out.dtype)]
+
+
+defrule(P.pow_p, _pow_rule)
+
+
+def _balanced_eq(x, z, y):
+    return jnp.where(x == z, jnp.where(y == z, 0.5, 1.0), 0.0).astype(z.dtype)
+
+
+defelementwise(P.max_p, lambda ans, x, y: _balanced_eq(x, ans, y), lambda ans, x, y: _balanced_eq(y, ans, x))
+defelementwise(P.min_p, lambda ans, x, y: _balanced_eq(x, ans, y), lambda ans, x, y: _balanced_eq(y, ans, x))
+
+
+def _select_n_rule(invals, outvals, active, **params):
+    pred, *cases = invals
+    out = outvals[0]
+    result = [None]
+    for k, (case, is_active) in enumerate(zip(cases, active[1:])):
+        if not is_active:
+            result.append(None)
+            continue
+        mask = (pred == k) if pred.dtype != bool else (pred if k == 1 else jnp.logical_not(pred))
+        result.append(Partial.elementwise(mask.astype(out.dtype), np.shape(case), out.shape, out.dtype))
+    return result
+
+
+defrule(P.select_n_p, _select_n_rule)
+
+
+def _clamp_rule(invals, outvals, active, **params):
+    lo, x, hi = invals
+    out = outvals[0]
+    d = [lambda: (lo > x) & (lo < hi), lambda: (x > lo) & (x < hi), lambda: hi < x]
+    return [Partial.elementwise(jnp.broadcast_to(d[k](), out.shape).astype(out.dtype), np.shape(v), out.shape,
+                                out.dtype) if active[k] else None for k, v in enumerate(invals)]
+
+
+defrule(P.clamp_p, _clamp_rule)
+
+
+def _convert_rule(invals, outvals, active, **params):
+    out = outvals[0]
+    if not (active[0] and jnp.issubdtype(out.dtype, jnp.inexact)):
+        return [None]
+    return [Partial.elementwise(None, np.shape(invals[0]), out.shape, out.dtype)]
+
+
+defrule(P.convert_element_type_p, _convert_rule)
+
+for _p in (P.sign_p, P.floor_p, P.ceil_p, P.round_p, P.is_finite_p, P.stop_gradient_p, P.nextafter_p,
+           P.argmax_p, P.argmin_p, P.iota_p, P.eq_p, P.ne_p, P.lt_p, P.le_p, P.gt_p, P.ge_p, P.and_p, P.or_p,
+           P.not_p, P.xor_p, P.reduce_and_p, P.reduce_or_p, P.random_bits_p, P.rng_uniform_p):
+    defzero(_p)
+
+
+# ------------------------------------------------------------------------------------ shape and layout
+def _transpose_rule(invals, outvals, active, *, permutation):
+    x = invals[0]
+    labels = range(x.ndim)
+    return _only(active, 0, lambda: Partial(
+        outvals[0].shape, x.shape, dict(zip(labels, x.shape)), [Axis((p,)) for p in permutation],
+        [Axis((k,)) for k in labels], (), None, outvals[0].dtype))
+
+
+defrule(P.transpose_p, _transpose_rule)
+
+
+def _reshape_groups(old, new):
+    """Split a row-major reshape into groups of old and new axes with equal products."""
+    groups, i, j = [], 0, 0
+    while i < len(old) or j < len(new):
+        gi, gj = [i], [j]
+        if i >= len(old):
+            groups[-1][1].append(j)
+            j += 1
+            continue
+        if j >= len(new):
+            groups[-1][0].append(i)
+            i += 1
+            continue
+        po, pn = old[i], new[j]
+        i, j = i + 1, j + 1
+        while po != pn:
+            if po < pn:
+                po *= old[i]
+                gi.append(i)
+                i += 1
+            else:
+                pn *= new[j]
+                gj.append(j)
+                j += 1
+        groups.append((gi, gj))
+    return groups
+
+
+def _reshape_partial(old, new, dtype) -> Partial:
+    sizes, out_axes, in_axes = {}, [None] * len(new), [None] * len(old)
+    label = 0
+
+    def ravel_index(labels, shape):
+        grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+        return np.ravel_multi_index(grids, shape) if shape else np.zeros((), np.int64), labels
+
+    def unravel_axes(glabel, shape, positions, axes):
+        total = math.prod(shape)
+        for k, pos in enumerate(positions):
+            stride = math.prod(shape[k + 1:])
+            axes[pos] = Axis((glabel,), (np.arange(total) // stride) % shape[k])
+
+    for gi, gj in _reshape_groups(list(old), list(new)):
+        old_shape, new_shape = [old[k] for k in gi], [new[k] for k in gj]
+        if len(gi) == 1 and len(gj) == 1:
+            sizes[label] = old_shape[0]
+            in_axes[gi[0]] = out_axes[gj[0]] = Axis((label,))
+            label += 1
+        elif len(gi) == 1 or len(gj) == 1:
+            single, many = (gi, gj) if len(gi) == 1 else (gj, gi)
+            single_axes, many_axes = (in_axes, out_axes) if len(gi) == 1 else (out_axes, in_axes)
+            many_shape = [(new if len(gi) == 1 else old)[k] for k in many]
+            labels = tuple(range(label, label + len(many)))
+            for lab, k, s in zip(labels, many, many_shape):
+                sizes[lab] = s
+                many_axes[k] = Axis((lab,))
+            index, _ = ravel_index(labels, many_shape)
+            single_axes[single[0]] = Axis(labels, index)
+            label += len(many)
+        else:
+            sizes[label] = math.prod(old_shape)
+            unravel_axes(label, old_shape, gi, in_axes)
+            unravel_axes(label, new_shape, gj, out_axes)
+            label += 1
+    return _simplify(Partial(new, old, sizes, out_axes, in_axes, (), None, dtype))
+
+
+def _reshape_rule(invals, outvals, active, *, new_sizes, dimensions, **_):
+    if dimensions is not None:
+        raise NotImplementedError("reshape with `dimensions` is not supported; transpose first")
+    x = invals[0]
+    return [_reshape_partial(tuple(x.shape), tuple(new_sizes), outvals[0].dtype) if active[0] else None] + \
+        [None] * (len(invals) - 1)
+
+
+defrule(P.reshape_p, _reshape_rule)
+
+
+def _broadcast_in_dim_rule(invals, outvals, active, *, shape, broadcast_dimensions, **_):
+    x = invals[0]
+
+    def partial():
+        sizes = dict(enumerate(shape))
+        in_axes = []
+        for k, d in enumerate(broadcast_dimensions):
+            in_axes.append(Axis((d,)) if x.shape[k] == shape[d] else Axis((), np.zeros((), np.int64)))
+        return Partial(shape, x.shape, sizes, [Axis((d,)) for d in range(len(shape))], in_axes, (), None,
+                       outvals[0].dtype)
+
+    return [partial() if active[0] else None] + [None] * (len(invals) - 1)
+
+
+defrule(P.broadcast_in_dim_p, _broadcast_in_dim_rule)
+
+
+def _squeeze_rule(invals, outvals, active, *, dimensions):
+    x = invals[0]
+
+    def partial():
+        dims = {d % x.ndim for d in dimensions}
+        kept = [k for k in range(x.ndim) if k not in dims]
+        sizes = {k: x.shape[k] for k in kept}
+        in_axes = [Axis((), np.zeros((), np.int64)) if k in dims else Axis((k,)) for k in range(x.ndim)]
+        return Partial(outvals[0].shape, x.shape, sizes, [Axis((k,)) for k in kept], in_axes, (), None,
+                       outvals[0].dtype)
+
+    return _only(active, 0, partial)
+
+
+defrule(P.squeeze_p, _squeeze_rule)
+
+
+def _slice_maps(x_shape, start, limit, strides):
+    maps = []
+    for k, n in enumerate(x_shape):
+        step = 1 if strides is None else strides[k]
+        idx = np.arange(start[k], limit[k], step)
+        maps.append(None if len(idx) == n else (len(idx), None, idx))
+    return maps
+
+
+def _slice_rule(invals, outvals, active, *, start_indices, limit_indices, strides):
+    x = invals[0]
+    return _only(active, 0, lambda: _axiswise(outvals[0].shape, x.shape,
+                                              _slice_maps(x.shape, start_indices, limit_indices, strides),
+                                              outvals[0].dtype))
+
+
+defrule(P.slice_p, _slice_rule)
+
+
+def _rev_rule(invals, outvals, active, *, dimensions):
+    x = invals[0]
+    maps = [(n, None, np.arange(n)[::-1]) if k in dimensions and n > 1 else None for k, n in enumerate(x.shape)]
+    return _only(active, 0, lambda: _axiswise(x.shape, x.shape, maps, outvals[0].dtype))
+
+
+defrule(P.rev_p, _rev_rule)
+
+
+def _concatenate_rule(invals, outvals, active, *, dimension):
+    out = outvals[0]
+    result, offset = [], 0
+    for x, is_active in zip(invals, active):
+        n = x.shape[dimension]
+        if is_active:
+            maps = [None] * x.ndim
+            maps[dimension] = (n, offset + np.arange(n), None)
+            result.append(_axiswise(out.shape, x.shape, maps, out.dtype))
+        else:
+            result.append(None)
+        offset += n
+    return result
+
+
+defrule(P.concatenate_p, _concatenate_rule)
+
+
+def _split_rule(invals, outvals, active, *, sizes, axis):
+    x = invals[0]
+    if not active[0]:
+        return [None]
+    blocks, offset = [], 0
+    for size, out in zip(sizes, outvals):
+        maps = [None] * x.ndim
+        if size != x.shape[axis]:
+            maps[axis] = (int(size), None, offset + np.arange(size))
+        blocks.append(_axiswise(out.shape, x.shape, maps, out.dtype))
+        offset += int(size)
+    return [blocks]
+
+
+defrule(P.split_p, _split_rule)
+
+
+def _pad_rule(invals, outvals, active, *, padding_config):
+    x, pv = invals
+    out = outvals[0]
+    result = [None, None]
+    if active[0]:
+        maps = []
+        for n, m, (lo, _, interior) in zip(x.shape, out.shape, padding_config):
+            src = np.arange(n)
+            dst = lo + src * (interior + 1)
+            keep = (dst >= 0) & (dst < m)
+            maps.append(None if keep.all() and np.array_equal(dst, src) else (int(keep.sum()), dst[keep], src[keep]))
+        result[0] = _axiswise(out.shape, x.shape, maps, out.dtype)
+    if active[1]:
+        with jax.ensure_compile_time_eval():
+            filled = np.asarray(lax.pad(np.ones(x.shape, np.int8), np.int8(0), padding_config))
+        where = np.nonzero(filled == 0)
+        result[1] = _indexmap(out.shape, (), list(where), [], out.dtype) if where[0].size else None
+    return result
+
+
+defrule(P.pad_p, _pad_rule)
+
+
+# ------------------------------------------------------------------------------------------- reductions
+def _reduce_sum_rule(invals, outvals, active, *, axes, **_):
+    x = invals[0]
+
+    def partial():
+        kept = [k for k in range(x.ndim) if k not in axes]
+        return Partial(outvals[0].shape, x.shape, dict(enumerate(x.shape)), [Axis((k,)) for k in kept],
+                       [Axis((k,)) for k in range(x.ndim)], (), None, outvals[0].dtype)
+
+    return _only(active, 0, partial)
+
+
+defrule(P.reduce_sum_p, _reduce_sum_rule)
+
+
+def _reduce_chooser_rule(invals, outvals, active, *, axes, **_):
+    x, out = invals[0], outvals[0]
+
+    def partial():
+        kept = [k for k in range(x.ndim) if k not in axes]
+        ans = jnp.expand_dims(out, tuple(axes))
+        hits = (x == ans).astype(out.dtype)
+        val = hits / jnp.sum(hits, axis=tuple(axes), keepdims=True)
+        labels = tuple(range(x.ndim))
+        return Partial(out.shape, x.shape, dict(enumerate(x.shape)), [Axis((k,)) for k in kept],
+                       [Axis((k,)) for k in labels], labels, val, out.dtype)
+
+    return _only(active, 0, partial)
+
+
+defrule(P.reduce_max_p, _reduce_chooser_rule)
+defrule(P.reduce_min_p, _reduce_chooser_rule)
+
+
+def _reduce_prod_rule(invals, outvals, active, *, axes, **_):
+    x, out = invals[0], outvals[0]
+
+    def partial():
+        kept = [k for k in range(x.ndim) if k not in axes]
+        moved = jnp.moveaxis(x, tuple(axes), tuple(range(x.ndim - len(axes), x.ndim)))
+        flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
+        ones = jnp.ones_like(flat[..., :1])
+        left = jnp.cumprod(jnp.concatenate([ones, flat[..., :-1]], -1), -1)
+        right = jnp.flip(jnp.cumprod(jnp.concatenate([ones, jnp.flip(flat, -1)[..., :-1]], -1), -1), -1)
+        others = (left * right).reshape(moved.shape)
+        val = jnp.moveaxis(others, tuple(range(x.ndim - len(axes), x.ndim)), tuple(axes))
+        labels = tuple(range(x.ndim))
+        return Partial(out.shape, x.shape, dict(enumerate(x.shape)), [Axis((k,)) for k in kept],
+                       [Axis((k,)) for k in labels], labels, val, out.dtype)
+
+    return _only(active, 0, partial)
+
+
+defrule(P.reduce_prod_p, _reduce_prod_rule)
+
+
+def _cumsum_rule(invals, outvals, active, *, axis, reverse):
+    x = invals[0]
+    n = x.shape[axis]
+    k_out, j_in = np.nonzero(np.triu(np.ones((n, n), bool)).T if not reverse else np.triu(np.ones((n, n), bool)))
+    maps = [None] * x.ndim
+    maps[axis] = (len(k_out), k_out, j_in)
+    return _only(active, 0, lambda: _axiswise(x.shape, x.shape, maps, outvals[0].dtype))
+
+
+defrule(P.cumsum_p, _cumsum_rule)
+
+
+def _axis_local_dense_rule(primitive):
+    """Cumulative ops other than sums: dense along the scanned axis, a Kronecker delta along the others."""
+
+    def rule(invals, outvals, active, *, axis, reverse):
+        x, out = invals[0], outvals[0]
+
+        def partial():
+            moved = jnp.moveaxis(x, axis, -1)
+            f = lambda v: primitive.bind(v, axis=0, reverse=reverse)
+            jac = jax.jacfwd(f)
+            for _ in range(x.ndim - 1):
+                jac = jax.vmap(jac)
+            blocks = jac(moved)
+            others = [k for k in range(x.ndim) if k != axis]
+            out_label, in_label = x.ndim, x.ndim + 1
+            sizes = dict(enumerate(x.shape)) | {out_label: x.shape[axis], in_label: x.shape[axis]}
+            out_axes = [Axis((out_label,)) if k == axis else Axis((k,)) for k in range(x.ndim)]
+            in_axes = [Axis((in_label,)) if k == axis else Axis((k,)) for k in range(x.ndim)]
+            return Partial(out.shape, x.shape, sizes, out_axes, in_axes, tuple(others) + (out_label, in_label),
+                           blocks.astype(out.dtype), out.dtype)
+
+        return _only(active, 0, partial)
+
+    return rule
+
+
+for _p in (P.cumprod_p, P.cummax_p, P.cummin_p, P.cumlogsumexp_p):
+    defrule(_p, _axis_local_dense_rule(_p))
+
+
+# ------------------------------------------------------------------------------------------ contraction
+def _dot_general_rule(invals, outvals, active, *, dimension_numbers, **_):
+    (lc, rc), (lb, rb) = dimension_numbers
+    lhs, rhs = invals
+    out = outvals[0]
+    nb = len(lb)
+    lfree = [k for k in range(lhs.ndim) if k not in lc and k not in lb]
+    rfree = [k for k in range(rhs.ndim) if k not in rc and k not in rb]
+
+    def partial(x, x_con, x_bat, x_free, other, o_con, o_bat, o_free, x_is_lhs):
+        # labels: batch 0..nb-1, x-free, other-free, contracting
+        lab = iter(range(10 ** 6))
+        batch = [next(lab) for _ in range(nb)]
+        xf = [next(lab) for _ in x_free]
+        of = [next(lab) for _ in o_free]
+        con = [next(lab) for _ in x_con]
+        sizes = dict(zip(batch, [x.shape[k] for k in x_bat])) | dict(zip(xf, [x.shape[k] for k in x_free]))
+        sizes |= dict(zip(of, [other.shape[k] for k in o_free])) | dict(zip(con, [x.shape[k] for k in x_con]))
+        out_labels = batch + (xf + of if x_is_lhs else of + xf)
+        x_labels = [None] * x.ndim
+        for k, lab_ in zip(x_bat, batch):
+            x_labels[k] = lab_
+        for k, lab_ in zip(x_free, xf):
+            x_labels[k] = lab_
+        for k, lab_ in zip(x_con, con):
+            x_labels[k] = lab_
+        o_labels = [None] * other.ndim
+        for k, lab_ in zip(o_bat, batch):
+            o_labels[k] = lab_
+        for k, lab_ in zip(o_free, of):
+            o_labels[k] = lab_
+        for k, lab_ in zip(o_con, con):
+            o_labels[k] = lab_
+        return Partial(out.shape, x.shape, sizes, [Axis((x_,)) for x_ in out_labels],
+                       [Axis((x_,)) for x_ in x_labels], o_labels, other.astype(out.dtype), out.dtype)
+
+    return [partial(lhs, lc, lb, lfree, rhs, rc, rb, rfree, True) if active[0] else None,
+            partial(rhs, rc, rb, rfree, lhs, lc, lb, lfree, False) if active[1] else None]
+
+
+defrule(P.dot_general_p, _dot_general_rule)
+
+
+# ------------------------------------------------------------------------------ indexing (static maps)
+def _flat_iota(shape):
+    return np.arange(1, math.prod(shape) + 1, dtype=np.int64 if math.prod(shape) >= 2 ** 31 else np.int32) \
+        .reshape(shape)
+
+
+def _gather_rule(invals, outvals, active, **params):
+    operand, indices = invals
+    out = outvals[0]
+    if not active[0]:
+        return [None, None]
+    if not is_concrete(indices):
+        return _dynamic_fallback(P.gather_p, invals, outvals, active, params)
+    with jax.ensure_compile_time_eval():
+        src = np.asarray(P.gather_p.bind(_flat_iota(operand.shape), np.asarray(indices),
+                                         **(params | {"fill_value": 0})))
+    where = np.nonzero(src)
+    in_index = np.unravel_index(src[where] - 1, operand.shape)
+    return [_indexmap(out.shape, operand.shape, list(where), list(in_index), out.dtype), None]
+
+
+defrule(P.gather_p, _gather_rule)
+
+
+def _scatter_destinations(operand_shape, indices, updates_shape, dnums, mode):
+    """For every element of ``updates``, the flat operand index it lands on (or -1 when dropped)."""
+    gather_dnums = lax.GatherDimensionNumbers(
+        offset_dims=dnums.update_window_dims, collapsed_slice_dims=dnums.inserted_window_dims,
+        start_index_map=dnums.scatter_dims_to_operand_dims, operand_batching_dims=dnums.operand_batching_dims,
+        start_indices_batching_dims=dnums.scatter_indices_batching_dims)
+    slice_sizes, pos = [], 0
+    for k in range(len(operand_shape)):
+        if k in dnums.inserted_window_dims or k in dnums.operand_batching_dims:
+            slice_sizes.append(1)
+        else:
+            slice_sizes.append(updates_shape[dnums.update_window_dims[pos]])
+            pos += 1
+    gather_mode = lax.GatherScatterMode.FILL_OR_DROP if mode == lax.GatherScatterMode.FILL_OR_DROP else mode
+    with jax.ensure_compile_time_eval():
+        dest = np.asarray(lax.gather(_flat_iota(operand_shape), np.asarray(indices), gather_dnums,
+                                     tuple(slice_sizes), mode=gather_mode, fill_value=0))
+    return dest.astype(np.int64) - 1
+
+
+def _scatter_add_rule(invals, outvals, active, *, dimension_numbers, mode, **params):
+    operand, indices, updates = invals
+    out = outvals[0]
+    result = [Partial.elementwise(None, operand.shape, out.shape, out.dtype) if active[0] else None, None, None]
+    if active[2]:
+        if not is_concrete(indices):
+            return _dynamic_fallback(P.scatter_add_p, invals, outvals, active,
+                                     params | {"dimension_numbers": dimension_numbers, "mode": mode})
+        dest = _scatter_destinations(operand.shape, indices, updates.shape, dimension_numbers, mode)
+        where = np.nonzero(dest >= 0)
+        out_index = np.unravel_index(dest[where], operand.shape)
+        result[2] = _indexmap(out.shape, updates.shape, list(out_index), list(where), out.dtype)
+    return result
+
+
+defrule(P.scatter_add_p, _scatter_add_rule)
+
+
+def _scatter_rule(invals, outvals, active, **params):
+    operand, indices, updates = invals
+    out = outvals[0]
+    if not is_concrete(indices):
+        return _dynamic_fallback(P.scatter_p, invals, outvals, active, params)
+    with jax.ensure_compile_time_eval():
+        winner = np.asarray(P.scatter_p.bind(np.zeros(operand.shape, np.int64 if updates.size >= 2 ** 31
+                                                      else np.int32),
+                                             np.asarray(indices), _flat_iota(updates.shape), **params))
+    result = [None, None, None]
+    if active[0]:
+        kept = np.nonzero(winner == 0)
+        result[0] = _indexmap(out.shape, operand.shape, list(kept), list(kept), out.dtype) if kept[0].size \
+            else None
+    if active[2]:
+        written = np.nonzero(winner)
+        src = np.unravel_index(winner[written] - 1, updates.shape)
+        result[2] = _indexmap(out.shape, updates.shape, list(written), list(src), out.dtype) if written[0].size \
+            else None
+    return result
+
+
+defrule(P.scatter_p, _scatter_rule)
+
+
+def _dynamic_fallback(primitive, invals, outvals, active, params):
+    """Dense blocks through JAX's AD, for indexing whose indices are only known at run time."""
+    rule_active = [a and jnp.issubdtype(jnp.result_type(x), jnp.inexact) for a, x in zip(active, invals)]
+    saved = rules.get(primitive)
+    defdense(primitive)
+    dense = rules[primitive]
+    dense_rules.discard(primitive)
+    rules[primitive] = saved
+    return dense(invals, outvals, rule_active, **params)
+
+
+def _starts(start_indices, shape, sizes):
+    """Clamped start indices as ints (static) or traced scalars (dynamic), as XLA clamps them."""
+    starts = []
+    for s, n, size in zip(start_indices, shape, sizes):
+        if is_concrete(s):
+            starts.append(int(np.clip(int(np.asarray(s)), 0, n - size)))
+        else:
+            starts.append(jnp.clip(s, 0, n - size))
+    return starts
+
+
+def _one_hot_block(start, n_small, n_big, dtype):
+    """``M[a, b] = 1`` where ``b == start + a``: shape (n_small, n_big)."""
+    return (jnp.arange(n_big)[None, :] == start + jnp.arange(n_small)[:, None]).astype(dtype)
+
+
+def _window_partial(small_shape, big_shape, starts, dtype, small_is_out):
+    """Partial between a window (``small``) and the array (``big``) it sits in at ``starts``."""
+    maps, dyn = [], []
+    for k, (s, m, n) in enumerate(zip(starts, small_shape, big_shape)):
+        if isinstance(s, int):
+            idx = s + np.arange(m)
+            if m == n:
+                maps.append(None)
+            else:
+                maps.append((m, None, idx) if small_is_out else (m, idx, None))
+        else:
+            dyn.append(k)
+            maps.append(None)
+    if not dyn:
+        out_shape, in_shape = (small_shape, big_shape) if small_is_out else (big_shape, small_shape)
+        return _axiswise(out_shape, in_shape, maps, dtype)
+    return _dynamic_window(small_shape, big_shape, starts, maps, dyn, dtype, small_is_out)
+
+
+def _dynamic_window(small_shape, big_shape, starts, maps, dyn, dtype, small_is_out):
+    sizes, out_axes, in_axes, val_labels, blocks = {}, [], [], [], []
+    next_label = len(small_shape)
+    for k in range(len(small_shape)):
+        if k in dyn:
+            a, b = next_label, next_label + 1
+            next_label += 2
+            sizes[a], sizes[b] = small_shape[k], big_shape[k]
+            small_axis, big_axis = Axis((a,)), Axis((b,))
+            val_labels += [a, b]
+            blocks.append(_one_hot_block(starts[k], small_shape[k], big_shape[k], dtype))
+        else:
+            m = maps[k]
+            sizes[k] = small_shape[k] if m is None else m[0]
+            small_axis = Axis((k,))
+            big_axis = Axis((k,)) if m is None else Axis((k,), np.asarray(m[2] if small_is_out else m[1]))
+        (out_axes if small_is_out else in_axes).append(small_axis)
+        (in_axes if small_is_out else out_axes).append(big_axis)
+    val = blocks[0]
+    for block in blocks[1:]:
+        val = jnp.multiply.outer(val, block)
+    out_shape, in_shape = (small_shape, big_shape) if small_is_out else (big_shape, small_shape)
+    return _simplify(Partial(out_shape, in_shape, sizes, out_axes, in_axes, val_labels, val, dtype))
+
+
+def _dynamic_slice_rule(invals, outvals, active, *, slice_sizes):
+    operand, *start_indices = invals
+    out = outvals[0]
+    if not active[0]:
+        return [None] * len(invals)
+    starts = _starts(start_indices, operand.shape, slice_sizes)
+    return [_window_partial(out.shape, operand.shape, starts, out.dtype, True)] + [None] * len(start_indices)
+
+
+defrule(P.dynamic_slice_p, _dynamic_slice_rule)
+
+
+def _dynamic_update_slice_rule(invals, outvals, active, **_):
+    operand, update, *start_indices = invals
+    out = outvals[0]
+    starts = _starts(start_indices, operand.shape, update.shape)
+    result = [None] * len(invals)
+    if active[0]:
+        if all(isinstance(s, int) for s in starts):
+            mask = np.ones(operand.shape, bool)
+            mask[tuple(slice(s, s + m) for s, m in zip(starts, update.shape))] = False
+            kept = np.nonzero(mask)
+            result[0] = _indexmap(out.shape, operand.shape, list(kept), list(kept), out.dtype) \
+                if kept[0].size else None
+        else:
+            inside = jnp.ones(update.shape, bool)
+            mask = lax.dynamic_update_slice(jnp.ones(operand.shape, bool), ~inside, start_indices)
+            result[0] = Partial.elementwise(mask.astype(out.dtype), operand.shape, out.shape, out.dtype)
+    if active[1]:
+        result[1] = _window_partial(update.shape, operand.shape, starts, out.dtype, False)
+    return result
+
+
+defrule(P.dynamic_update_slice_p, _dynamic_update_slice_rule)
+
+
+# -------------------------------------------------------------------------------- dense fallbacks
+for _p in (P.cond_p, P.scan_p, P.while_p, P.sort_p, P.top_k_p, P.conv_general_dilated_p,
+           P.reduce_window_sum_p, P.reduce_window_max_p, P.reduce_window_min_p, P.reduce_window_p,
+           P.select_and_gather_add_p, P.linear_solve_p, P.triangular_solve_p, P.cholesky_p):
+    defdense(_p)
