@@ -14,7 +14,7 @@ from ._rules import bind, dense_rules, is_concrete, rules
 
 __all__ = ["Graph", "VertexInfo", "build_graph"]
 
-_INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "custom_lin", "name"}
+_INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2", "name"}
 
 
 @dataclass(frozen=True)

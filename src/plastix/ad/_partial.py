@@ -112,17 +112,19 @@ class Partial:
     def elementwise(cls, d, in_shape, out_shape, dtype) -> Partial:
         """The partial of an elementwise op with local derivative ``d`` (a scalar or of ``out_shape``).
 
-        The input has ``out_shape`` (a diagonal) or is a scalar broadcast to it (replicated input).
+        The input has ``out_shape`` (a diagonal) or is broadcast to it from a scalar or from size-1 axes
+        (a replicated input).
         """
         out_shape, in_shape = tuple(out_shape), tuple(in_shape)
         labels = tuple(range(len(out_shape)))
         sizes = dict(zip(labels, out_shape))
-        if in_shape == out_shape:
-            in_axes = _identity_axes(labels)
-        elif in_shape == ():
+        if in_shape == ():
             in_axes = ()
+        elif len(in_shape) == len(out_shape) and all(i in (1, o) for i, o in zip(in_shape, out_shape)):
+            in_axes = tuple(Axis((k,)) if i == o else Axis((), np.zeros((), np.int64))
+                            for k, (i, o) in enumerate(zip(in_shape, out_shape)))
         else:
-            raise ValueError(f"elementwise partial: input shape {in_shape} is neither {out_shape} nor ()")
+            raise ValueError(f"elementwise partial: input shape {in_shape} does not broadcast to {out_shape}")
         if d is None:
             return cls(out_shape, in_shape, sizes, _identity_axes(labels), in_axes, (), None, dtype)
         d = jnp.asarray(d, dtype)
@@ -282,10 +284,12 @@ class _Composer:
         self.next_label = max(list(self.sizes) + [-1]) + 1
         self.axes: list[Axis] = list(outer.out_axes) + list(outer.in_axes)
         self.axes += [Axis(shift(a.labels), a.index) for a in inner.out_axes + inner.in_axes]
+        self.axis_sizes = list(outer.out_shape + outer.in_shape + inner.out_shape + inner.in_shape)
         self.n_out = len(outer.out_axes)
         self.n_mid = len(outer.in_axes)
         self.vals = [(outer.val_labels, outer.val), (shift(inner.val_labels), inner.val)]
-        self.live = set(self.sizes)
+        self.live = {label for axis in self.axes for label in axis.labels}
+        self.live |= {label for labels, val in self.vals if val is not None for label in labels}
 
     def fresh(self, size: int) -> int:
         label = self.next_label
@@ -298,7 +302,7 @@ class _Composer:
         """Replace each label ``l`` in ``subs`` by ``index[new labels]`` everywhere."""
         for k, axis in enumerate(self.axes):
             if set(axis.labels) & subs.keys():
-                self.axes[k] = self._sub_axis(axis, subs)
+                self.axes[k] = self._sub_axis(axis, subs, self.axis_sizes[k])
         for k, (labels, val) in enumerate(self.vals):
             if val is not None and set(labels) & subs.keys():
                 self.vals[k] = self._sub_val(labels, val, subs)
@@ -319,20 +323,21 @@ class _Composer:
         return [subs[label][1][tuple(grid.coord(x) for x in subs[label][0])] if label in subs
                 else grid.coord(label) for label in labels]
 
-    def _sub_axis(self, axis: Axis, subs) -> Axis:
+    def _sub_axis(self, axis: Axis, subs, axis_size: int) -> Axis:
         target = self._target_labels(axis.labels, subs)
         grid = _Grid(target, self.sizes)
         coords = self._coords(axis.labels, subs, grid)
         index = coords[0] if axis.index is None else axis.index[tuple(coords)]
-        index = np.ascontiguousarray(np.broadcast_to(index, grid.shape))
-        if len(target) == 1 and np.array_equal(index, np.arange(grid.shape[0])):
+        index = np.array(np.broadcast_to(index, grid.shape))
+        if len(target) == 1 and grid.shape[0] == axis_size and np.array_equal(index, np.arange(axis_size)):
             return Axis((target[0],))
         return Axis(tuple(target), index)
 
     def _sub_val(self, labels, val, subs):
         target = self._target_labels(labels, subs)
         renames = {label: subs[label][0][0] for label in labels if label in subs and len(subs[label][0]) == 1
-                   and np.array_equal(subs[label][1], np.arange(self.sizes[subs[label][0][0]]))}
+                   and self.sizes[subs[label][0][0]] == self.sizes[label]
+                   and np.array_equal(subs[label][1], np.arange(self.sizes[label]))}
         if len(renames) == len(set(labels) & subs.keys()):
             renamed = tuple(renames.get(label, label) for label in labels)
             if len(set(renamed)) == len(renamed):

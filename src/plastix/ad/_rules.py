@@ -143,14 +143,14 @@ def _axiswise(out_shape, in_shape, maps, dtype, val=None, val_labels=()) -> Part
 
 def _simplify(p: Partial) -> Partial:
     """Turn index arrays that are the identity of their label into plain identities."""
-    def fix(axis):
-        if axis.index is not None and len(axis.labels) == 1 and axis.index.shape == (p.sizes[axis.labels[0]],) \
-                and np.array_equal(axis.index, np.arange(axis.index.shape[0])):
+    def fix(axis, size):
+        if axis.index is not None and len(axis.labels) == 1 and axis.index.shape == (size,) \
+                and p.sizes[axis.labels[0]] == size and np.array_equal(axis.index, np.arange(size)):
             return Axis(axis.labels)
         return axis
 
-    return Partial(p.out_shape, p.in_shape, p.sizes, [fix(a) for a in p.out_axes], [fix(a) for a in p.in_axes],
-                   p.val_labels, p.val, p.dtype)
+    return Partial(p.out_shape, p.in_shape, p.sizes, [fix(a, n) for a, n in zip(p.out_axes, p.out_shape)],
+                   [fix(a, n) for a, n in zip(p.in_axes, p.in_shape)], p.val_labels, p.val, p.dtype)
 
 
 def _only(active, k, partial_fn):
@@ -578,7 +578,7 @@ def _axis_local_dense_rule(primitive):
             blocks = jac(moved)
             others = [k for k in range(x.ndim) if k != axis]
             out_label, in_label = x.ndim, x.ndim + 1
-            sizes = dict(enumerate(x.shape)) | {out_label: x.shape[axis], in_label: x.shape[axis]}
+            sizes = {k: x.shape[k] for k in others} | {out_label: x.shape[axis], in_label: x.shape[axis]}
             out_axes = [Axis((out_label,)) if k == axis else Axis((k,)) for k in range(x.ndim)]
             in_axes = [Axis((in_label,)) if k == axis else Axis((k,)) for k in range(x.ndim)]
             return Partial(out.shape, x.shape, sizes, out_axes, in_axes, tuple(others) + (out_label, in_label),
