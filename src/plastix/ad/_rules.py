@@ -298,18 +298,21 @@ defrule(P.transpose_p, _transpose_rule)
 
 
 def _reshape_groups(old, new):
-    """Split a row-major reshape into groups of old and new axes with equal products."""
+    """Split a row-major reshape into groups of old and new axes with equal products.
+
+    A size-1 axis without a partner on the other side forms a group of its own.
+    """
     groups, i, j = [], 0, 0
     while i < len(old) or j < len(new):
-        gi, gj = [i], [j]
-        if i >= len(old):
-            groups[-1][1].append(j)
-            j += 1
-            continue
-        if j >= len(new):
-            groups[-1][0].append(i)
+        if i < len(old) and old[i] == 1 and (j >= len(new) or new[j] != 1):
+            groups.append(([i], []))
             i += 1
             continue
+        if j < len(new) and new[j] == 1 and (i >= len(old) or old[i] != 1):
+            groups.append(([], [j]))
+            j += 1
+            continue
+        gi, gj = [i], [j]
         po, pn = old[i], new[j]
         i, j = i + 1, j + 1
         while po != pn:
@@ -341,7 +344,14 @@ def _reshape_partial(old, new, dtype) -> Partial:
 
     for gi, gj in _reshape_groups(list(old), list(new)):
         old_shape, new_shape = [old[k] for k in gi], [new[k] for k in gj]
-        if len(gi) == 1 and len(gj) == 1:
+        if not gi or not gj:
+            if gj:
+                sizes[label] = 1
+                out_axes[gj[0]] = Axis((label,))
+                label += 1
+            else:
+                in_axes[gi[0]] = Axis((), np.zeros((), np.int64))
+        elif len(gi) == 1 and len(gj) == 1:
             sizes[label] = old_shape[0]
             in_axes[gi[0]] = out_axes[gj[0]] = Axis((label,))
             label += 1
