@@ -1,0 +1,83 @@
+"""Graph construction: numbering, pruning, summaries, custom rules, fallbacks, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import plastix
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def test_vertex_numbering_follows_griewank():
+    g = plastix.graph(lambda a, b: jnp.sin(a * b) + a, (0, 1))(jnp.ones(2), jnp.ones(2))
+    assert g.inputs == (-1, 0)
+    assert g.vertices == (1, 2, 3)
+    assert g.outputs == (4,)
+
+
+def test_pruning_removes_dead_and_constant_work():
+    def f(x, c):
+        dead = jnp.exp(x) * 3.0
+        const = jnp.cos(c) * 2.0
+        del dead
+        return jnp.sin(x) * const
+
+    g = plastix.graph(f)(jnp.ones(3), jnp.ones(3))
+    assert [g.info[v].primitive for v in g.vertices] == ["sin", "mul"]
+
+
+def test_stop_gradient_and_integer_paths_give_no_edge():
+    def f(x):
+        k = jnp.argmax(x)
+        return lax.stop_gradient(x) * x[k] + jnp.floor(x)
+
+    x = jnp.array([0.3, 2.0, -1.0])
+    np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacrev(f)(x))
+
+
+def test_summary_lists_vertices_and_edge_structures():
+    W, x = jnp.ones((3, 2)), jnp.ones(2)
+    text = plastix.graph(lambda W: jnp.tanh(W @ x))(W).summary()
+    assert "dot_general" in text and "tanh" in text and "diagonal" in text
+    assert "float64[3, 2]" in text
+
+
+def test_custom_jvp_rule_is_used_not_the_primal():
+    @jax.custom_jvp
+    def spike(v):
+        return (v > 0).astype(v.dtype)
+
+    spike.defjvp(lambda p, t: (spike(p[0]), t[0] / (1.0 + jnp.abs(p[0])) ** 2))
+    x = jnp.array([-0.5, 0.2, 1.5])
+    jac = plastix.jacve(lambda x: spike(x) * 2.0)(x)
+    np.testing.assert_allclose(jac, jnp.diag(2.0 / (1.0 + jnp.abs(x)) ** 2))
+    p = plastix.jacve(lambda x: spike(x), sparse=True)(x)
+    assert p.kind == "diagonal"
+
+
+def test_control_flow_fallback_is_reported():
+    f = lambda x: lax.cond(x[0] > 0, jnp.sin, jnp.cos, x)
+    x = jnp.array([0.5, 1.0])
+    g = plastix.graph(f)(x)
+    assert "dense fallback" in g.summary()
+    np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacrev(f)(x))
+
+
+def test_fingerprint_is_stable_and_structure_sensitive():
+    f = lambda x: jnp.sin(x) * x
+    a = plastix.graph(f)(jnp.ones(3)).fingerprint()
+    assert a == plastix.graph(f)(jnp.full(3, 2.0)).fingerprint()
+    assert a != plastix.graph(f)(jnp.ones(4)).fingerprint()
+    assert a != plastix.graph(lambda x: jnp.cos(x) * x)(jnp.ones(3)).fingerprint()
+
+
+def test_unknown_primitive_names_itself_and_how_to_register():
+    with pytest.raises(NotImplementedError, match=r"'fft'.*defrule"):
+        plastix.jacve(lambda x: jnp.fft.fft(x).real)(jnp.ones(4))
