@@ -1,0 +1,99 @@
+"""The sparse Jacobians of one time step: H = ds'/ds, F = ds'/dθ and the readout's ∂out/∂s, ∂out/∂θ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from ..ad._eliminate import eliminate, resolve_order
+from ..ad._graph import Graph
+from ..ad._partial import Partial, compose
+from ..ad.api import _Traced
+
+__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "vjp"]
+
+
+@dataclass
+class StepJacobians:
+    """Blocks of one step's Jacobians, indexed by flat leaf positions (``None`` = structurally zero).
+
+    ``H[a][b] = ds'_a/ds_b``, ``F[a][p] = ds'_a/dθ_p``, ``Os[o][b] = dout_o/ds_b``, ``Op[o][p] = dout_o/dθ_p``;
+    ``H_local`` is ``H`` accumulated without the edges that couple different neurons (used by ``eprop``).
+    """
+
+    H: list[list[Partial | None]]
+    F: list[list[Partial | None]]
+    Os: list[list[Partial | None]]
+    Op: list[list[Partial | None]]
+    H_local: list[list[Partial | None]] | None
+    new_state: list
+    out: list
+
+
+def is_local(p: Partial) -> bool:
+    """True when ``p`` maps every element to the element at the same index (a neuron to itself)."""
+    if p.out_shape != p.in_shape:
+        return False
+    return all(a.index is None and b.index is None and a.labels == b.labels for a, b in zip(p.out_axes, p.in_axes))
+
+
+def diagonal_part(p: Partial) -> Partial:
+    """The same-index (per-neuron) part of a square partial, as a diagonal partial."""
+    if is_local(p):
+        return p
+    n = max(1, int(jnp.size(jnp.zeros(p.out_shape, jnp.int8))))
+    diag = jnp.diagonal(p.todense().reshape(n, n)).reshape(p.out_shape)
+    return Partial.elementwise(diag, p.in_shape, p.out_shape, p.dtype)
+
+
+def vjp(cotangent, p: Partial):
+    """``cotangent · p``: a dense array of ``p.in_shape``."""
+    ct = Partial.dense(jnp.asarray(cotangent, p.dtype), (), p.out_shape)
+    product, _ = compose(ct, p)
+    return jnp.zeros(p.in_shape, p.dtype) if product is None else product.todense()
+
+
+def _state_derived(graph: Graph, state_inputs) -> set[int]:
+    succs: dict[int, list[int]] = {}
+    for (u, w) in graph.edges:
+        succs.setdefault(u, []).append(w)
+    seen, stack = set(state_inputs), list(state_inputs)
+    while stack:
+        for w in succs.get(stack.pop(), []):
+            if w not in seen:
+                seen.add(w)
+                stack.append(w)
+    return seen
+
+
+def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) -> StepJacobians:
+    """Trace ``step(params, state, x) -> (new_state, out)`` and eliminate its graph once.
+
+    Args:
+        local: also accumulate ``H_local`` (paths from state to new state that never cross between neurons).
+    """
+    traced = _Traced(step, (0, 1), False, (params, state, x), {}, "plastix.online")
+    g = traced.graph
+    n_params = len(jax.tree.leaves(params))
+    n_state = len(jax.tree.leaves(state))
+    edges, _ = eliminate(g, resolve_order(g, order))
+
+    def block(i, o):
+        return edges.get((g.inputs[i], g.outputs[o]))
+
+    n_out = len(g.outputs) - n_state
+    H = [[block(n_params + b, a) for b in range(n_state)] for a in range(n_state)]
+    F = [[block(p, a) for p in range(n_params)] for a in range(n_state)]
+    Os = [[block(n_params + b, n_state + o) for b in range(n_state)] for o in range(n_out)]
+    Op = [[block(p, n_state + o) for p in range(n_params)] for o in range(n_out)]
+    H_local = None
+    if local:
+        state_ids = g.inputs[n_params:]
+        derived = _state_derived(g, state_ids)
+        kept = {k: p for k, p in g.edges.items() if k[0] in derived and is_local(p)}
+        pruned = Graph(state_ids, g.outputs[:n_state], kept, g.info, g.values)
+        local_edges, _ = eliminate(pruned, resolve_order(pruned, order))
+        H_local = [[local_edges.get((state_ids[b], g.outputs[a])) for b in range(n_state)] for a in range(n_state)]
+    return StepJacobians(H, F, Os, Op, H_local, g.values[:n_state], g.values[n_state:])

@@ -1,0 +1,305 @@
+"""Eligibility traces ``G_t = H_t G_{t-1} + F_t`` derived from the sparse Jacobians of a step function.
+
+For a step ``(new_state, out) = step(params, state, x)`` and a per-step loss ``loss(out, target)``::
+
+    dℓ_t/dθ = l_t · (∂out_t/∂θ + ∂out_t/∂s_{t-1} · G_{t-1}),     l_t = ∂ℓ_t/∂out_t,
+    G_t = H_t · G_{t-1} + F_t,    H_t = ∂s_t/∂s_{t-1},    F_t = ∂s_t/∂θ.
+
+``G`` is kept per (state leaf, parameter leaf) block as a structured :class:`~plastix.ad.Partial` whose layout
+is the fixed point of the update above, so for a weight ``W`` of shape (n, m) driving n neurons the block
+stores n·m numbers, and nothing grows with the number of steps. The modes differ only in the part of ``H``
+they keep and so in which blocks have traces:
+
+* ``rtrl``: all of ``H``, every block a parameter can reach: exact (equals BPTT);
+* ``diagonal``: each neuron's own entries of ``H`` (D-RTRL / SnAp-1); blocks only where the trace is no
+  larger than its parameter or its state (local blocks). Exact for layers without recurrent coupling;
+* ``eprop``: ``H`` without any path that crosses from one neuron to another (e-prop), same blocks.
+
+In ``diagonal`` and ``eprop`` a parameter's influence on *another* layer's state is not traced; it reaches the
+loss only through the same step (``∂out_t/∂θ`` and the learning signal through the layers at step ``t``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..ad._partial import Partial, add, canonical, compose, structure_key
+from ._jacobians import StepJacobians, diagonal_part, step_jacobians, vjp
+
+__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step"]
+
+MODES = ("bptt", "rtrl", "diagonal", "eprop")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def effective_H(jac: StepJacobians, mode: str):
+    """The part of ``H`` a mode keeps (see the module docstring)."""
+    if mode == "rtrl":
+        return jac.H
+    if mode == "eprop":
+        return jac.H_local
+    n = len(jac.H)
+    kept = [[None] * n for _ in range(n)]
+    for a in range(n):
+        for b in range(n):
+            h = jac.H[a][b]
+            if h is None or h.out_shape != h.in_shape:
+                continue
+            if a == b or jac.H_local[a][b] is not None or jac.H_local[b][a] is not None:
+                kept[a][b] = diagonal_part(h)
+    return kept
+
+
+def _size(shape) -> int:
+    return math.prod(shape)
+
+
+def _traced_blocks(jac: StepJacobians, H, mode: str) -> list[tuple[int, int]]:
+    """The (state leaf, parameter leaf) pairs that carry a trace."""
+    n_state, n_params = len(jac.F), len(jac.F[0]) if jac.F else 0
+    keep = set()
+    for a in range(n_state):
+        for p in range(n_params):
+            f = jac.F[a][p]
+            if f is None:
+                continue
+            if mode == "rtrl" or f.stored_size <= max(_size(f.out_shape), _size(f.in_shape)):
+                keep.add((a, p))
+    changed = True
+    while changed:
+        changed = False
+        for a in range(n_state):
+            for b in range(n_state):
+                if H[a][b] is None:
+                    continue
+                for p in range(n_params):
+                    if (b, p) in keep and (a, p) not in keep:
+                        keep.add((a, p))
+                        changed = True
+    return sorted(keep)
+
+
+def _trace_update(H, F, G, blocks):
+    """``H · G + F`` for every traced block (``None`` where structurally zero)."""
+    new = {}
+    for (a, p) in blocks:
+        acc = F[a][p]
+        for b in range(len(H)):
+            if H[a][b] is None or G.get((b, p)) is None:
+                continue
+            term, _ = compose(H[a][b], G[(b, p)])
+            if term is not None:
+                acc = term if acc is None else add(acc, term)
+        new[(a, p)] = acc
+    return new
+
+
+def _key(p: Partial | None):
+    if p is None:
+        return None
+    c = canonical(p)
+    return structure_key(c), c.val_labels
+
+
+def _merge(t: Partial | None, u: Partial | None) -> Partial | None:
+    if t is None or u is None:
+        return t if u is None else u
+    return add(t, u)
+
+
+@dataclass(frozen=True)
+class TracePlan:
+    """What a mode traces for a step: the blocks, their layouts (zero-valued templates) and their sizes."""
+
+    mode: str
+    blocks: tuple[tuple[int, int], ...]
+    templates: dict
+
+    def zeros(self) -> dict:
+        """Traces at t = 0."""
+        return {k: Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, t.val_labels,
+                           jnp.zeros(t.val.shape, t.val.dtype), t.dtype) for k, t in self.templates.items()}
+
+    @property
+    def stored_size(self) -> int:
+        return sum(t.stored_size for t in self.templates.values())
+
+
+def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
+    """Find the traced blocks and the fixed-point layout of every trace, from shapes alone."""
+    found = {}
+
+    def probe(params, state, x):
+        jac = step_jacobians(step, params, state, x, order=order, local=mode != "rtrl")
+        H = effective_H(jac, mode)
+        blocks = _traced_blocks(jac, H, mode)
+        templates = {k: jac.F[k[0]][k[1]] for k in blocks}
+        for _ in range(8):
+            update = _trace_update(H, jac.F, templates, blocks)
+            merged = {k: _merge(templates[k], update[k]) for k in blocks}
+            if all(_key(merged[k]) == _key(templates[k]) for k in blocks):
+                break
+            templates = merged
+        else:
+            raise RuntimeError("plastix.online: the trace layout did not reach a fixed point in 8 steps")
+        for k in blocks:
+            t = canonical(templates[k])
+            if t.val is None:
+                t = Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, (), jnp.ones((), t.dtype),
+                            t.dtype)
+            found[k] = t
+        found["blocks"] = blocks
+        return 0
+
+    jax.eval_shape(probe, params, state, x)
+    blocks = tuple(found.pop("blocks"))
+    templates = {k: Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, t.val_labels,
+                            jax.ShapeDtypeStruct(t.val.shape, t.val.dtype), t.dtype) for k, t in found.items()}
+    return TracePlan(mode, blocks, templates)
+
+
+def conform(p: Partial | None, template: Partial) -> Partial:
+    """``p`` expressed in the layout of ``template`` (a trace must keep its layout across steps)."""
+    shape, dtype = template.val.shape, template.val.dtype
+    if p is None:
+        val = jnp.zeros(shape, dtype)
+    else:
+        c = canonical(p)
+        if structure_key(c) != structure_key(template):
+            if template.kind != "dense":
+                raise RuntimeError(f"plastix.online: a trace left its layout: {c!r} vs {template!r}")
+            c = Partial.dense(c.todense(), c.out_shape, c.in_shape)
+        labels = template.val_labels
+        if c.val is None:
+            val = jnp.ones(shape, dtype)
+        else:
+            sizes = [c.sizes[x] if x in c.val_labels else 1 for x in labels]
+            val = jnp.broadcast_to(c.val.astype(dtype).reshape(sizes), shape)
+    return Partial(template.out_shape, template.in_shape, template.sizes, template.out_axes, template.in_axes,
+                   template.val_labels, val, template.dtype)
+
+
+def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev"):
+    """One step of online learning for one example.
+
+    Returns:
+        ``(new_state, new_traces, loss_value, grads)`` where ``grads`` is a list over parameter leaves of
+        this step's contribution ``dℓ_t/dθ`` (computed with the traces of the previous step).
+    """
+    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
+    out = jax.tree.unflatten(jax.tree.structure(_out_example(step, params, state, x)), jac.out)
+    value, l_tree = jax.value_and_grad(loss)(out, target)
+    l_leaves = jax.tree.leaves(l_tree)
+    param_leaves = jax.tree.leaves(params)
+    n_params, n_state = len(param_leaves), len(jac.H)
+    grads = [jnp.zeros(jnp.shape(p), jnp.result_type(p)) for p in param_leaves]
+    for o, l in enumerate(l_leaves):
+        for p in range(n_params):
+            if jac.Op[o][p] is not None:
+                grads[p] = grads[p] + vjp(l, jac.Op[o][p])
+    signals = []
+    for b in range(n_state):
+        s = None
+        for o, l in enumerate(l_leaves):
+            if jac.Os[o][b] is not None:
+                term = vjp(l, jac.Os[o][b])
+                s = term if s is None else s + term
+        signals.append(s)
+    for (a, p), g in traces.items():
+        if signals[a] is not None:
+            grads[p] = grads[p] + vjp(signals[a], g)
+    H = effective_H(jac, plan.mode)
+    update = _trace_update(H, jac.F, traces, plan.blocks)
+    new_traces = {k: conform(update[k], plan.templates[k]) for k in plan.blocks}
+    new_state = jax.tree.unflatten(jax.tree.structure(state), jac.new_state)
+    return new_state, new_traces, value, grads
+
+
+def _out_example(step, params, state, x):
+    return jax.eval_shape(step, params, state, x)[1]
+
+
+def check_step(step, loss, params, state, x, target) -> None:
+    """Clear errors for a step whose new state does not match its state, or a non-scalar loss."""
+    new_state, out = jax.eval_shape(step, params, state, x)
+    s_leaves, s_tree = jax.tree.flatten_with_path(state)
+    n_leaves, n_tree = jax.tree.flatten_with_path(new_state)
+    if jax.tree.structure(state) != jax.tree.structure(new_state):
+        raise ValueError(f"step must return a new state with the structure of the state: expected "
+                         f"{jax.tree.structure(state)}, got {jax.tree.structure(new_state)}")
+    for (path, s), (_, n) in zip(s_leaves, n_leaves):
+        if jnp.shape(s) != n.shape or jnp.result_type(s) != n.dtype:
+            raise ValueError(f"state leaf {jax.tree_util.keystr(path)}: step returns shape {n.shape} dtype "
+                             f"{n.dtype}, expected shape {jnp.shape(s)} dtype {jnp.result_type(s)}")
+    value = jax.eval_shape(loss, out, target)
+    if not (hasattr(value, "shape") and value.shape == ()):
+        raise ValueError(f"loss(out, target) must return a scalar, got {getattr(value, 'shape', type(value))}")
+
+
+def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
+                   max_trace_size: int | None = None) -> Callable:
+    """Loss and gradient of a recurrent step function over a sequence, computed online.
+
+    Args:
+        step: ``step(params, state, x) -> (new_state, out)``, one time step in plain JAX.
+        loss: ``loss(out, target) -> scalar``, the loss of one step.
+        mode: ``"bptt"`` (reference: ``jax.value_and_grad`` through ``lax.scan``), ``"rtrl"``, ``"diagonal"``
+            or ``"eprop"``.
+        order: elimination order for the step's Jacobians.
+        max_trace_size: refuse a plan whose traces store more numbers than this (per example).
+
+    Returns:
+        ``vg(params, state0, xs, targets) -> (total_loss, grads)`` where ``xs`` and ``targets`` have a leading
+        time axis, ``total_loss = sum_t loss(out_t, target_t)`` and ``grads`` has the structure of
+        ``params``. Jittable and ``jax.vmap``-able over a batch axis.
+    """
+    check_mode(mode)
+
+    def vg(params, state0, xs, targets):
+        x0, t0 = jax.tree.map(lambda v: v[0], xs), jax.tree.map(lambda v: v[0], targets)
+        check_step(step, loss, params, state0, x0, t0)
+        if mode == "bptt":
+            return _bptt(step, loss, params, state0, xs, targets)
+        plan = plan_traces(step, params, state0, x0, mode, order=order)
+        if max_trace_size is not None and plan.stored_size > max_trace_size:
+            raise ValueError(f"mode {mode!r} needs traces of {plan.stored_size:,} numbers per example, more than "
+                             f"max_trace_size={max_trace_size:,}; use 'diagonal' or 'eprop' or a smaller network")
+        leaves, treedef = jax.tree.flatten(params)
+
+        def body(carry, inputs):
+            state, traces, total, grads = carry
+            x, target = inputs
+            state, traces, value, step_grads = online_step(step, loss, plan, params, state, traces, x, target,
+                                                           order=order)
+            grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
+            return (state, traces, total + value, grads), None
+
+        total0 = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
+        init = (state0, plan.zeros(), total0, [jnp.zeros_like(v) for v in leaves])
+        (_, _, total, grads), _ = lax.scan(body, init, (xs, targets))
+        return total, jax.tree.unflatten(treedef, grads)
+
+    return vg
+
+
+def _bptt(step, loss, params, state0, xs, targets):
+    def total_loss(params):
+        def body(state, inputs):
+            x, target = inputs
+            state, out = step(params, state, x)
+            return state, loss(out, target)
+
+        _, losses = lax.scan(body, state0, (xs, targets))
+        return jnp.sum(losses)
+
+    return jax.value_and_grad(total_loss)(params)
