@@ -1,5 +1,7 @@
 """Online gradient-based plasticity: eligibility traces derived automatically from a step function."""
 
+from ._describe import describe
+from ._learner import Learner, LearnerState
 from ._traces import MODES, TracePlan, plan_traces, value_and_grad
 
-__all__ = ["MODES", "TracePlan", "plan_traces", "value_and_grad"]
+__all__ = ["MODES", "Learner", "LearnerState", "TracePlan", "describe", "plan_traces", "value_and_grad"]

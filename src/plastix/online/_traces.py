@@ -193,8 +193,8 @@ def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *
     """One step of online learning for one example.
 
     Returns:
-        ``(new_state, new_traces, loss_value, grads)`` where ``grads`` is a list over parameter leaves of
-        this step's contribution ``dℓ_t/dθ`` (computed with the traces of the previous step).
+        ``(new_state, new_traces, loss_value, grads, out)`` where ``grads`` is a list over parameter leaves
+        of this step's contribution ``dℓ_t/dθ`` (computed with the traces of the previous step).
     """
     jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
     out = jax.tree.unflatten(jax.tree.structure(_out_example(step, params, state, x)), jac.out)
@@ -203,16 +203,16 @@ def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *
     param_leaves = jax.tree.leaves(params)
     n_params, n_state = len(param_leaves), len(jac.H)
     grads = [jnp.zeros(jnp.shape(p), jnp.result_type(p)) for p in param_leaves]
-    for o, l in enumerate(l_leaves):
+    for o, signal in enumerate(l_leaves):
         for p in range(n_params):
             if jac.Op[o][p] is not None:
-                grads[p] = grads[p] + vjp(l, jac.Op[o][p])
+                grads[p] = grads[p] + vjp(signal, jac.Op[o][p])
     signals = []
     for b in range(n_state):
         s = None
-        for o, l in enumerate(l_leaves):
+        for o, signal in enumerate(l_leaves):
             if jac.Os[o][b] is not None:
-                term = vjp(l, jac.Os[o][b])
+                term = vjp(signal, jac.Os[o][b])
                 s = term if s is None else s + term
         signals.append(s)
     for (a, p), g in traces.items():
@@ -222,7 +222,7 @@ def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *
     update = _trace_update(H, jac.F, traces, plan.blocks)
     new_traces = {k: conform(update[k], plan.templates[k]) for k in plan.blocks}
     new_state = jax.tree.unflatten(jax.tree.structure(state), jac.new_state)
-    return new_state, new_traces, value, grads
+    return new_state, new_traces, value, grads, out
 
 
 def _out_example(step, params, state, x):
@@ -279,7 +279,7 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
         def body(carry, inputs):
             state, traces, total, grads = carry
             x, target = inputs
-            state, traces, value, step_grads = online_step(step, loss, plan, params, state, traces, x, target,
+            state, traces, value, step_grads, _ = online_step(step, loss, plan, params, state, traces, x, target,
                                                            order=order)
             grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
             return (state, traces, total + value, grads), None

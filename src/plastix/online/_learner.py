@@ -1,0 +1,103 @@
+"""A true online learner: traces and weights are updated while the sequence runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._traces import TracePlan, check_mode, check_step, online_step, plan_traces
+
+__all__ = ["Learner", "LearnerState"]
+
+
+class LearnerState(NamedTuple):
+    """Everything an online learner carries from one step to the next (a pytree).
+
+    ``state`` and ``traces`` have a leading batch axis; ``grads`` accumulates the current window.
+    """
+
+    params: Any
+    opt_state: Any
+    state: Any
+    traces: Any
+    grads: Any
+    count: jax.Array
+
+
+class Learner:
+    """Online gradient-based plasticity for a step function, with an optax optimizer.
+
+    Args:
+        step: ``step(params, state, x) -> (new_state, out)`` for one example, plain JAX.
+        loss: ``loss(out, target) -> scalar`` for one example and one step.
+        optimizer: an ``optax.GradientTransformation``.
+        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
+        every: apply the accumulated gradient every ``every`` steps (1 = plasticity at every step).
+        order: elimination order for the step's Jacobians.
+
+    Example:
+        >>> learner = Learner(step, loss, optax.adam(1e-3), mode="diagonal")
+        >>> carry = learner.init(params, state0, xs[0])
+        >>> carry, metrics = learner.update(carry, xs[t], targets[t])
+    """
+
+    def __init__(self, step: Callable, loss: Callable, optimizer: optax.GradientTransformation,
+                 mode: str = "diagonal", *, every: int = 1, order="rev"):
+        check_mode(mode)
+        if mode == "bptt":
+            raise ValueError("Learner is online; mode 'bptt' needs the whole sequence: use "
+                             "plastix.online.value_and_grad(step, loss, 'bptt')")
+        if every < 1:
+            raise ValueError(f"every must be a positive number of steps, got {every}")
+        self.step, self.loss, self.optimizer = step, loss, optimizer
+        self.mode, self.every, self.order = mode, every, order
+        self.plan: TracePlan | None = None
+
+    def init(self, params, state, x) -> LearnerState:
+        """Start learning.
+
+        Args:
+            params: parameters (no batch axis).
+            state: initial network state with a leading batch axis.
+            x: one batched input, used only for its shape.
+        """
+        example = jax.tree.map(lambda v: v[0], (state, x))
+        self.plan = plan_traces(self.step, params, example[0], example[1], self.mode, order=self.order)
+        batch = jax.tree.leaves(state)[0].shape[0]
+        traces = jax.tree.map(lambda v: jnp.broadcast_to(v, (batch,) + v.shape), self.plan.zeros())
+        return LearnerState(params, self.optimizer.init(params), state, traces,
+                            jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.int32))
+
+    def update(self, carry: LearnerState, x, target) -> tuple[LearnerState, dict]:
+        """One time step for a batch: advance the state and traces, accumulate, maybe update the weights.
+
+        Returns:
+            The new carry and ``{"loss": mean loss of this step, "out": the batch's outputs}``.
+        """
+        if self.plan is None:
+            raise RuntimeError("call Learner.init before Learner.update")
+        params = carry.params
+        check_step(self.step, self.loss, params, jax.tree.map(lambda v: v[0], carry.state),
+                   jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[0], target))
+
+        def one(state, traces, x, target):
+            return online_step(self.step, self.loss, self.plan, params, state, traces, x, target, order=self.order)
+
+        state, traces, values, grads, outs = jax.vmap(one)(carry.state, carry.traces, x, target)
+        leaves, treedef = jax.tree.flatten(params)
+        grads = jax.tree.unflatten(treedef, [jnp.mean(g, axis=0).astype(p.dtype) for g, p in zip(grads, leaves)])
+        acc = jax.tree.map(jnp.add, carry.grads, grads)
+        count = carry.count + 1
+        apply = count % self.every == 0
+        updates, opt_state = self.optimizer.update(acc, carry.opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        choose = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
+        params = choose(new_params, params)
+        opt_state = choose(opt_state, carry.opt_state)
+        acc = jax.tree.map(lambda a: jnp.where(apply, jnp.zeros_like(a), a), acc)
+        carry = LearnerState(params, opt_state, state, traces, acc, count)
+        return carry, {"loss": jnp.mean(values), "out": outs}
