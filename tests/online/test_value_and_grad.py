@@ -1,0 +1,233 @@
+"""Online gradients against BPTT (jax.value_and_grad through lax.scan), in float64, with live spikes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import plastix.online as po
+from plastix.neurons import lif_step, make_spike
+
+T, N, M, C = 24, 7, 5, 3
+SPIKE = make_spike("fast_sigmoid", 4.0)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def mse(out, target):
+    return jnp.sum((out - target) ** 2)
+
+
+def data(seed=0, p_in=0.4, batch=None):
+    k = jax.random.split(jax.random.PRNGKey(seed), 2)
+    lead = (T,) if batch is None else (T, batch)
+    xs = (jax.random.uniform(k[0], lead + (M,)) < p_in).astype(jnp.float64)
+    return xs, jax.random.normal(k[1], lead + (C,))
+
+
+def weights(seed, *shapes, scale=1.0):
+    keys = jax.random.split(jax.random.PRNGKey(100 + seed), len(shapes))
+    return [scale * jax.random.normal(k, s) / np.sqrt(s[-1]) for k, s in zip(keys, shapes)]
+
+
+def spike_rate(step, params, state0, xs, pick):
+    def body(state, x):
+        state, _ = step(params, state, x)
+        return state, pick(state)
+
+    _, zs = lax.scan(body, state0, xs)
+    return float(jnp.mean(zs))
+
+
+def assert_close(got, ref, atol=1e-6):
+    for path, g in jax.tree.flatten_with_path(got)[0]:
+        r = ref
+        for key in path:
+            r = r[key.key if hasattr(key, "key") else key.idx]
+        np.testing.assert_allclose(g, r, atol=atol, rtol=1e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def cosine(a, b):
+    a, b = jnp.ravel(a), jnp.ravel(b)
+    return float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+
+
+# ----------------------------------------------------------------------------- feed-forward models
+def lif_model(reset, detach, trainable):
+    def step(params, u, x):
+        beta = params["beta"] if trainable else 0.9
+        threshold = params["threshold"] if trainable else 1.0
+        u, z = lif_step(params, u, x, beta=beta, threshold=threshold, reset=reset, spike_fn=SPIKE,
+                        detach_reset=detach)
+        return u, params["Wo"] @ z
+
+    W, Wo = weights(0, (N, M), (C, N), scale=2.5)
+    params = {"W": W, "Wo": Wo}
+    if trainable:
+        params |= {"beta": jnp.asarray(0.85), "threshold": jnp.linspace(0.8, 1.2, N)}
+    return step, params, jnp.zeros(N)
+
+
+@pytest.mark.parametrize("mode", ["diagonal", "eprop", "rtrl"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("trainable", [False, True])
+def test_feedforward_lif_is_exact(mode, reset, detach, trainable):
+    step, params, u0 = lif_model(reset, detach, trainable)
+    xs, ts = data()
+    threshold = params.get("threshold", 1.0)
+
+    def spikes(params, u, x):
+        beta = params.get("beta", 0.9)
+        v = beta * u + params["W"] @ x
+        return (v > threshold).astype(jnp.float64)
+
+    def body(u, x):
+        z = spikes(params, u, x)
+        u, _ = step(params, u, x)
+        return u, z
+
+    _, zs = lax.scan(body, u0, xs)
+    assert 0.01 <= float(zs.mean()) <= 0.6, float(zs.mean())
+    ref_loss, ref = po.value_and_grad(step, mse, "bptt")(params, u0, xs, ts)
+    loss, grads = jax.jit(po.value_and_grad(step, mse, mode))(params, u0, xs, ts)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_close(grads, ref)
+
+
+# ----------------------------------------------------------------------------------- recurrent LIF
+def rlif_model():
+    def step(params, state, x):
+        u, z = state
+        u = 0.9 * u + params["W"] @ x + params["R"] @ z
+        z = SPIKE(u - 1.0)
+        u = u - lax.stop_gradient(z)
+        return (u, z), params["Wo"] @ z
+
+    W, R, Wo = weights(1, (N, M), (N, N), (C, N), scale=2.5)
+    return step, {"W": W, "R": 0.5 * R, "Wo": Wo}, (jnp.zeros(N), jnp.zeros(N))
+
+
+def test_recurrent_lif_rtrl_is_exact_and_approximations_are_reported():
+    step, params, s0 = rlif_model()
+    xs, ts = data(1)
+    rate = spike_rate(step, params, s0, xs, lambda s: s[1])
+    assert 0.01 <= rate <= 0.6, rate
+    _, ref = po.value_and_grad(step, mse, "bptt")(params, s0, xs, ts)
+    _, exact = jax.jit(po.value_and_grad(step, mse, "rtrl"))(params, s0, xs, ts)
+    assert_close(exact, ref)
+    for mode in ("diagonal", "eprop"):
+        _, approx = jax.jit(po.value_and_grad(step, mse, mode))(params, s0, xs, ts)
+        np.testing.assert_allclose(approx["Wo"], ref["Wo"], atol=1e-6)
+        sims = {k: cosine(approx[k], ref[k]) for k in ("W", "R")}
+        print(f"recurrent LIF, {mode}: cosine to BPTT {sims}")
+        assert all(0.0 < s < 1.0 - 1e-6 for s in sims.values()), sims
+
+
+def test_linear_recurrence_matches_hand_computed_truncations():
+    """h_t = (λI + R) h_{t-1} + W x_t, loss c·h_T only.
+
+    Exact: dL/dW = Σ_t (Aᵀ)^{T-t} c x_tᵀ with A = λI + R. The online rule differentiates the last step
+    exactly (dℓ_T/dθ = l·(∂out_T/∂θ + ∂out_T/∂h_{T-1}·G_{T-1})) and carries G with the kept part of H. With R
+    zero on its diagonal, D-RTRL and e-prop keep only λI, so both give
+    c x_Tᵀ + Σ_{t<T} λ^{T-1-t} (Aᵀc) x_tᵀ, whatever R is.
+    """
+    lam, steps = 0.8, 6
+    R = jnp.array([[0.0, 0.3, -0.2], [0.1, 0.0, 0.4], [-0.3, 0.2, 0.0]])
+    W = jnp.array([[0.5, -0.1], [0.2, 0.3], [-0.4, 0.6]])
+    c = jnp.array([1.0, -2.0, 0.5])
+    xs = jax.random.normal(jax.random.PRNGKey(3), (steps, 2))
+    ts = jnp.concatenate([jnp.zeros(steps - 1), jnp.ones(1)])
+
+    def step(params, h, x):
+        h = lam * h + params["R"] @ h + params["W"] @ x
+        return h, c @ h
+
+    loss = lambda out, t: out * t
+    params = {"W": W, "R": R}
+    A = lam * jnp.eye(3) + R
+    exact = sum(jnp.outer(jnp.linalg.matrix_power(A.T, steps - 1 - t) @ c, xs[t]) for t in range(steps))
+    truncated = jnp.outer(c, xs[-1]) + sum(lam ** (steps - 2 - t) * jnp.outer(A.T @ c, xs[t])
+                                           for t in range(steps - 1))
+    _, ref = po.value_and_grad(step, loss, "bptt")(params, jnp.zeros(3), xs, ts)
+    np.testing.assert_allclose(ref["W"], exact, atol=1e-12)
+    _, got = po.value_and_grad(step, loss, "rtrl")(params, jnp.zeros(3), xs, ts)
+    np.testing.assert_allclose(got["W"], exact, atol=1e-12)
+    for mode in ("diagonal", "eprop"):
+        _, got = po.value_and_grad(step, loss, mode)(params, jnp.zeros(3), xs, ts)
+        np.testing.assert_allclose(got["W"], truncated, atol=1e-12)
+        np.testing.assert_allclose(cosine(got["W"], ref["W"]), cosine(truncated, exact), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------- two layers
+def two_layer_model():
+    def step(params, state, x):
+        u1, u2 = state
+        u1, z1 = lif_step({"W": params["W1"]}, u1, x, spike_fn=SPIKE)
+        u2, z2 = lif_step({"W": params["W2"]}, u2, z1, beta=0.8, spike_fn=SPIKE)
+        return (u1, u2), params["Wo"] @ z2
+
+    W1, W2, Wo = weights(2, (N, M), (N, N), (C, N), scale=3.0)
+    return step, {"W1": W1, "W2": W2, "Wo": Wo}, (jnp.zeros(N), jnp.zeros(N))
+
+
+def test_two_layer_stack():
+    step, params, s0 = two_layer_model()
+    xs, ts = data(2, p_in=0.5)
+    threshold = 1.0
+
+    def body(state, x):
+        new, _ = step(params, state, x)
+        return new, (0.9 * state[0] + params["W1"] @ x > threshold)
+
+    _, z1 = lax.scan(body, s0, xs)
+    assert 0.01 <= float(z1.mean()) <= 0.6
+    _, ref = po.value_and_grad(step, mse, "bptt")(params, s0, xs, ts)
+    assert float(jnp.abs(ref["W1"]).max()) > 0, "no gradient reaches the first layer"
+    _, exact = jax.jit(po.value_and_grad(step, mse, "rtrl"))(params, s0, xs, ts)
+    assert_close(exact, ref)
+    _, diag = jax.jit(po.value_and_grad(step, mse, "diagonal"))(params, s0, xs, ts)
+    assert_close({"W2": diag["W2"], "Wo": diag["Wo"]}, {"W2": ref["W2"], "Wo": ref["Wo"]})
+    sim = cosine(diag["W1"], ref["W1"])
+    print(f"two-layer LIF, diagonal: first-layer cosine to BPTT {sim:.4f}")
+    assert 0.0 < sim < 1.0
+
+
+# --------------------------------------------------------------------------------- memory and errors
+def test_trace_memory_does_not_grow_with_sequence_length():
+    step, params, u0 = lif_model("subtract", True, False)
+    temps = {}
+    for steps in (20, 400):
+        xs, ts = jnp.ones((steps, M)), jnp.ones((steps, C))
+        compiled = jax.jit(po.value_and_grad(step, mse, "diagonal")).lower(params, u0, xs, ts).compile()
+        temps[steps] = compiled.memory_analysis().temp_size_in_bytes
+    assert temps[400] <= 1.1 * temps[20], temps
+
+
+@pytest.mark.parametrize("detach, w_size", [(True, M), (False, N * M)])
+def test_trace_layout_is_compact(detach, w_size):
+    """A detached reset makes du'/dW the same for every neuron: the trace is the filtered input (m numbers);
+    through the reset the trace is per synapse (n·m). Per-neuron and shared parameters get n numbers."""
+    step, params, u0 = lif_model("subtract", detach, True)
+    plan = po.plan_traces(step, params, u0, jnp.ones(M), "diagonal")
+    names = [jax.tree_util.keystr(path) for path, _ in jax.tree.flatten_with_path(params)[0]]
+    sizes = {names[p]: t.stored_size for (a, p), t in plan.templates.items()}
+    assert sizes == {"['W']": w_size, "['beta']": N, "['threshold']": N}
+
+
+def test_bad_inputs_are_named():
+    step, params, u0 = lif_model("subtract", True, False)
+    xs, ts = data()
+    with pytest.raises(ValueError, match="unknown mode 'fast'"):
+        po.value_and_grad(step, mse, "fast")
+    with pytest.raises(ValueError, match=r"state leaf.*shape \(3,\)"):
+        po.value_and_grad(lambda p, u, x: (u[:3], p["Wo"] @ u), mse)(params, u0, xs, ts)
+    with pytest.raises(ValueError, match="scalar"):
+        po.value_and_grad(step, lambda o, t: (o - t) ** 2)(params, u0, xs, ts)
+    with pytest.raises(ValueError, match=r"needs traces of 5 numbers.*max_trace_size=3"):
+        po.value_and_grad(step, mse, "diagonal", max_trace_size=3)(params, u0, xs, ts)
