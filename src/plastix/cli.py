@@ -1,0 +1,103 @@
+"""The ``plastix`` command line: ``plastix train`` (see ``plastix --help``).
+
+Usage errors (an unknown option, a value out of range, an unknown choice) exit with status 2 and print a
+single ``Error: ...`` line on stderr; invalid combinations found while training exit with status 2 as well.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+# The base class of click's usage errors, whether typer vendors click (typer >= 0.2x) or depends on it.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+__all__ = ["app"]
+
+
+class _OneLineErrors(TyperGroup):
+    """A command group whose usage errors are one line on stderr, never a traceback or a boxed panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `plastix`: show the help, it is not an error
+                typer.echo(e.format_message())
+                sys.exit(0)
+            message = " ".join(e.format_message().split())
+            typer.echo(f"Error: {message}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    name="plastix",
+    help="plastix: sparse vertex-elimination autodiff and gradient-based synaptic plasticity for JAX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Dataset(StrEnum):
+    digits = "digits"
+
+
+class Encoding(StrEnum):
+    rate = "rate"
+    latency = "latency"
+
+
+class Mode(StrEnum):
+    bptt = "bptt"
+
+
+@app.callback()
+def _main() -> None:
+    """plastix: sparse vertex-elimination autodiff and gradient-based synaptic plasticity for JAX."""
+
+
+@app.command()
+def train(
+    dataset: Annotated[Dataset, typer.Option(help="Dataset to train on.")] = Dataset.digits,
+    encoding: Annotated[Encoding, typer.Option(help="Spike encoding of the inputs.")] = Encoding.rate,
+    hidden: Annotated[int, typer.Option(min=1, help="Number of hidden LIF neurons.")] = 256,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 15,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per optimizer step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (positive).")] = 2e-3,
+    seed: Annotated[int, typer.Option(help="Seed of the data split, encoding, initialisation and shuffling.")] = 0,
+    mode: Annotated[Mode, typer.Option(help="Gradient computation (bptt: backprop through time).")] = Mode.bptt,
+    out: Annotated[Path | None, typer.Option(file_okay=False, help="Write results.json and PNG plots here.")] = None,
+) -> None:
+    """Train a feed-forward LIF network on a spike-encoded dataset and report its test accuracy."""
+    from .train import ConfigError, TrainConfig
+    from .train import train as run
+
+    config = TrainConfig(dataset=dataset.value, encoding=encoding.value, hidden=hidden, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed, mode=mode.value)
+    try:
+        config.check()
+        run(config, out=out, progress=None)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def main() -> None:  # pragma: no cover - convenience for `python -m plastix.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from plastix.cli import app
+
+runner = CliRunner()
+
+
+def one_line_error(result):
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+def test_help():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "train" in result.output
+    bare = runner.invoke(app, [])
+    assert bare.exit_code == 0 and "train" in bare.output
+
+
+def test_train_help_lists_options():
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    for option in ("--dataset", "--encoding", "--hidden", "--epochs", "--batch-size", "--lr", "--seed", "--out",
+                   "--mode", "bptt", "rate", "latency", "digits"):
+        assert option in result.output
+
+
+def test_tiny_train_run_writes_results(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--epochs", "2", "--hidden", "32", "--batch-size", "64",
+                                 "--encoding", "rate", "--seed", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "final test accuracy" in result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["hidden"] == 32 and results["config"]["encoding"] == "rate"
+    assert results["config"]["mode"] == "bptt" and results["config"]["seed"] == 3
+    assert [e["epoch"] for e in results["epochs"]] == [1, 2]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds", "steps_per_s"):
+        assert key in results["epochs"][0]
+    assert results["epochs"][1]["train_loss"] < results["epochs"][0]["train_loss"]  # it learns
+    assert results["final"]["test_acc"] == results["epochs"][1]["test_acc"] > 0.5  # chance is 0.1
+    assert results["wall_time_s"] > 0 and results["peak_rss_mb"] > 0
+    for name in ("curves.png", "raster.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--bogus"], "--bogus"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--hidden", "many"], "--hidden"),
+    (["train", "--encoding", "poisson"], "poisson"),
+    (["train", "--dataset", "mnist"], "mnist"),
+    (["train", "--mode", "rtrl"], "rtrl"),
+    (["train", "--lr", "-1"], "lr"),
+    (["trian"], "trian"),
+])
+def test_bad_options_fail_with_one_line(args, fragment):
+    line = one_line_error(runner.invoke(app, args))
+    assert fragment in line
+
+
+def test_console_entry_point_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "plastix.cli", "train", "--mode", "online"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("Error: ")
