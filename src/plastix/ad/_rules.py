@@ -114,9 +114,13 @@ def _dense_block(jac, out, x):
     return Partial.dense(jnp.asarray(jac, out.dtype), np.shape(out), np.shape(x))
 
 
-def _indexmap(out_shape, in_shape, out_index, in_index, dtype) -> Partial:
-    """A pure index map over one label enumerating entries; ``*_index`` are per-axis integer arrays."""
-    n = len(out_index[0]) if out_index else len(in_index[0]) if in_index else 1
+def _indexmap(out_shape, in_shape, out_index, in_index, dtype, n: int) -> Partial | None:
+    """A pure index map over one label enumerating ``n`` entries; ``*_index`` are per-axis integer arrays.
+
+    Returns ``None`` when there is no entry (the partial is zero).
+    """
+    if n == 0:
+        return None
     axes = lambda index: [Axis((0,), np.asarray(ix, np.int64)) for ix in index]
     return Partial(out_shape, in_shape, {0: n}, axes(out_index), axes(in_index), (), None, dtype)
 
@@ -151,6 +155,13 @@ def _simplify(p: Partial) -> Partial:
 
     return Partial(p.out_shape, p.in_shape, p.sizes, [fix(a, n) for a, n in zip(p.out_axes, p.out_shape)],
                    [fix(a, n) for a, n in zip(p.in_axes, p.in_shape)], p.val_labels, p.val, p.dtype)
+
+
+def _nonzero(mask) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Flat positions of the non-zeros of ``mask`` and their indices, one array per axis (none if 0-d)."""
+    mask = np.asarray(mask)
+    flat = np.flatnonzero(mask)
+    return flat, list(np.unravel_index(flat, mask.shape)) if mask.ndim else []
 
 
 def _only(active, k, partial_fn):
@@ -497,12 +508,53 @@ def _pad_rule(invals, outvals, active, *, padding_config):
     if active[1]:
         with jax.ensure_compile_time_eval():
             filled = np.asarray(lax.pad(np.ones(x.shape, np.int8), np.int8(0), padding_config))
-        where = np.nonzero(filled == 0)
-        result[1] = _indexmap(out.shape, (), list(where), [], out.dtype) if where[0].size else None
+        flat, where = _nonzero(filled == 0)
+        result[1] = _indexmap(out.shape, (), where, [], out.dtype, flat.size)
     return result
 
 
 defrule(P.pad_p, _pad_rule)
+
+
+def _tile_rule(invals, outvals, active, *, reps):
+    x, out = invals[0], outvals[0]
+    maps = [None if r == 1 else (n * r, None, np.arange(n * r) % n) for n, r in zip(x.shape, reps)]
+    return _only(active, 0, lambda: _axiswise(out.shape, x.shape, maps, out.dtype))
+
+
+defrule(P.tile_p, _tile_rule)
+
+
+def _stack_rule(invals, outvals, active, *, axis):
+    out = outvals[0]
+
+    def partial(k, x):
+        out_axes = [Axis((d,)) for d in range(x.ndim)]
+        out_axes.insert(axis, Axis((), np.asarray(k, np.int64)))
+        return Partial(out.shape, x.shape, dict(enumerate(x.shape)), out_axes, [Axis((d,)) for d in range(x.ndim)],
+                       (), None, out.dtype)
+
+    return [partial(k, x) if a else None for k, (x, a) in enumerate(zip(invals, active))]
+
+
+defrule(P.stack_p, _stack_rule)
+
+
+def _unstack_rule(invals, outvals, active, *, axis):
+    x = invals[0]
+    if not active[0]:
+        return [None]
+    blocks = []
+    for k, out in enumerate(outvals):
+        in_axes = [Axis((d,)) for d in range(out.ndim)]
+        in_axes.insert(axis, Axis((), np.asarray(k, np.int64)))
+        blocks.append(Partial(out.shape, x.shape, dict(enumerate(out.shape)), [Axis((d,)) for d in range(out.ndim)],
+                              in_axes, (), None, out.dtype))
+    return [blocks]
+
+
+defrule(P.unstack_p, _unstack_rule)
+defelementwise(P.add_jaxvals_p, lambda *_: ONE, lambda *_: ONE)
 
 
 # ------------------------------------------------------------------------------------------- reductions
@@ -662,9 +714,9 @@ def _gather_rule(invals, outvals, active, **params):
     with jax.ensure_compile_time_eval():
         src = np.asarray(P.gather_p.bind(_flat_iota(operand.shape), np.asarray(indices),
                                          **(params | {"fill_value": 0})))
-    where = np.nonzero(src)
-    in_index = np.unravel_index(src[where] - 1, operand.shape)
-    return [_indexmap(out.shape, operand.shape, list(where), list(in_index), out.dtype), None]
+    flat, where = _nonzero(src)
+    in_index = list(np.unravel_index(src.reshape(-1)[flat] - 1, operand.shape))
+    return [_indexmap(out.shape, operand.shape, where, in_index, out.dtype, flat.size), None]
 
 
 defrule(P.gather_p, _gather_rule)
@@ -699,9 +751,9 @@ def _scatter_add_rule(invals, outvals, active, *, dimension_numbers, mode, **par
             return _dynamic_fallback(P.scatter_add_p, invals, outvals, active,
                                      params | {"dimension_numbers": dimension_numbers, "mode": mode})
         dest = _scatter_destinations(operand.shape, indices, updates.shape, dimension_numbers, mode)
-        where = np.nonzero(dest >= 0)
-        out_index = np.unravel_index(dest[where], operand.shape)
-        result[2] = _indexmap(out.shape, updates.shape, list(out_index), list(where), out.dtype)
+        flat, where = _nonzero(dest >= 0)
+        out_index = list(np.unravel_index(dest.reshape(-1)[flat], operand.shape))
+        result[2] = _indexmap(out.shape, updates.shape, out_index, where, out.dtype, flat.size)
     return result
 
 
@@ -719,14 +771,12 @@ def _scatter_rule(invals, outvals, active, **params):
                                              np.asarray(indices), _flat_iota(updates.shape), **params))
     result = [None, None, None]
     if active[0]:
-        kept = np.nonzero(winner == 0)
-        result[0] = _indexmap(out.shape, operand.shape, list(kept), list(kept), out.dtype) if kept[0].size \
-            else None
+        flat, kept = _nonzero(winner == 0)
+        result[0] = _indexmap(out.shape, operand.shape, kept, kept, out.dtype, flat.size)
     if active[2]:
-        written = np.nonzero(winner)
-        src = np.unravel_index(winner[written] - 1, updates.shape)
-        result[2] = _indexmap(out.shape, updates.shape, list(written), list(src), out.dtype) if written[0].size \
-            else None
+        flat, written = _nonzero(winner)
+        src = list(np.unravel_index(winner.reshape(-1)[flat] - 1, updates.shape))
+        result[2] = _indexmap(out.shape, updates.shape, written, src, out.dtype, flat.size)
     return result
 
 
@@ -825,9 +875,8 @@ def _dynamic_update_slice_rule(invals, outvals, active, **_):
         if all(isinstance(s, int) for s in starts):
             mask = np.ones(operand.shape, bool)
             mask[tuple(slice(s, s + m) for s, m in zip(starts, update.shape))] = False
-            kept = np.nonzero(mask)
-            result[0] = _indexmap(out.shape, operand.shape, list(kept), list(kept), out.dtype) \
-                if kept[0].size else None
+            flat, kept = _nonzero(mask)
+            result[0] = _indexmap(out.shape, operand.shape, kept, kept, out.dtype, flat.size)
         else:
             inside = jnp.ones(update.shape, bool)
             mask = lax.dynamic_update_slice(jnp.ones(operand.shape, bool), ~inside, start_indices)
