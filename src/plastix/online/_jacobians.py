@@ -17,19 +17,15 @@ __all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "vjp"
 
 @dataclass
 class StepJacobians:
-    """Blocks of one step's Jacobians, indexed by flat leaf positions (``None`` = structurally zero).
+    """Blocks of one step's state Jacobians, indexed by flat leaf positions (``None`` = structurally zero).
 
-    ``H[a][b] = ds'_a/ds_b``, ``F[a][p] = ds'_a/dθ_p``, ``Os[o][b] = dout_o/ds_b``, ``Op[o][p] = dout_o/dθ_p``;
-    ``H_local`` is ``H`` accumulated without the edges that couple different neurons (used by ``eprop``).
+    ``H[a][b] = ds'_a/ds_b`` and ``F[a][p] = ds'_a/dθ_p``; ``H_local`` is ``H`` accumulated without the edges
+    that couple different neurons (used by ``eprop``).
     """
 
     H: list[list[Partial | None]]
     F: list[list[Partial | None]]
-    Os: list[list[Partial | None]]
-    Op: list[list[Partial | None]]
     H_local: list[list[Partial | None]] | None
-    new_state: list
-    out: list
 
 
 def is_local(p: Partial) -> bool:
@@ -69,31 +65,24 @@ def _state_derived(graph: Graph, state_inputs) -> set[int]:
 
 
 def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) -> StepJacobians:
-    """Trace ``step(params, state, x) -> (new_state, out)`` and eliminate its graph once.
+    """Trace ``step(params, state, x) -> (new_state, out)`` and eliminate the graph of its new state once.
 
     Args:
         local: also accumulate ``H_local`` (paths from state to new state that never cross between neurons).
     """
-    traced = _Traced(step, (0, 1), False, (params, state, x), {}, "plastix.online")
+    traced = _Traced(lambda p, s, x: step(p, s, x)[0], (0, 1), False, (params, state, x), {}, "plastix.online")
     g = traced.graph
     n_params = len(jax.tree.leaves(params))
     n_state = len(jax.tree.leaves(state))
     edges, _ = eliminate(g, resolve_order(g, order))
-
-    def block(i, o):
-        return edges.get((g.inputs[i], g.outputs[o]))
-
-    n_out = len(g.outputs) - n_state
-    H = [[block(n_params + b, a) for b in range(n_state)] for a in range(n_state)]
-    F = [[block(p, a) for p in range(n_params)] for a in range(n_state)]
-    Os = [[block(n_params + b, n_state + o) for b in range(n_state)] for o in range(n_out)]
-    Op = [[block(p, n_state + o) for p in range(n_params)] for o in range(n_out)]
+    H = [[edges.get((g.inputs[n_params + b], g.outputs[a])) for b in range(n_state)] for a in range(n_state)]
+    F = [[edges.get((g.inputs[p], g.outputs[a])) for p in range(n_params)] for a in range(n_state)]
     H_local = None
     if local:
         state_ids = g.inputs[n_params:]
         derived = _state_derived(g, state_ids)
         kept = {k: p for k, p in g.edges.items() if k[0] in derived and is_local(p)}
-        pruned = Graph(state_ids, g.outputs[:n_state], kept, g.info, g.values)
+        pruned = Graph(state_ids, g.outputs, kept, g.info, g.values)
         local_edges, _ = eliminate(pruned, resolve_order(pruned, order))
         H_local = [[local_edges.get((state_ids[b], g.outputs[a])) for b in range(n_state)] for a in range(n_state)]
-    return StepJacobians(H, F, Os, Op, H_local, g.values[:n_state], g.values[n_state:])
+    return StepJacobians(H, F, H_local)

@@ -192,41 +192,26 @@ def conform(p: Partial | None, template: Partial) -> Partial:
 def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev"):
     """One step of online learning for one example.
 
+    The learning signal comes from one reverse pass through the step (``l·∂out/∂θ`` and ``l·∂out/∂s``: the
+    error backpropagated through the layers within the step); the traces carry the past.
+
     Returns:
         ``(new_state, new_traces, loss_value, grads, out)`` where ``grads`` is a list over parameter leaves
         of this step's contribution ``dℓ_t/dθ`` (computed with the traces of the previous step).
     """
-    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
-    out = jax.tree.unflatten(jax.tree.structure(_out_example(step, params, state, x)), jac.out)
-    value, l_tree = jax.value_and_grad(loss)(out, target)
-    l_leaves = jax.tree.leaves(l_tree)
-    param_leaves = jax.tree.leaves(params)
-    n_params, n_state = len(param_leaves), len(jac.H)
-    grads = [jnp.zeros(jnp.shape(p), jnp.result_type(p)) for p in param_leaves]
-    for o, signal in enumerate(l_leaves):
-        for p in range(n_params):
-            if jac.Op[o][p] is not None:
-                grads[p] = grads[p] + vjp(signal, jac.Op[o][p])
-    signals = []
-    for b in range(n_state):
-        s = None
-        for o, signal in enumerate(l_leaves):
-            if jac.Os[o][b] is not None:
-                term = vjp(signal, jac.Os[o][b])
-                s = term if s is None else s + term
-        signals.append(s)
+    (new_state, out), pullback = jax.vjp(lambda p, s: step(p, s, x), params, state)
+    value, l_out = jax.value_and_grad(loss)(out, target)
+    zero_state = jax.tree.map(jnp.zeros_like, new_state)
+    direct, signal = pullback((zero_state, l_out))
+    grads = jax.tree.leaves(direct)
+    signals = jax.tree.leaves(signal)
     for (a, p), g in traces.items():
-        if signals[a] is not None:
-            grads[p] = grads[p] + vjp(signals[a], g)
+        grads[p] = grads[p] + vjp(signals[a], g).astype(grads[p].dtype)
+    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
     H = effective_H(jac, plan.mode)
     update = _trace_update(H, jac.F, traces, plan.blocks)
     new_traces = {k: conform(update[k], plan.templates[k]) for k in plan.blocks}
-    new_state = jax.tree.unflatten(jax.tree.structure(state), jac.new_state)
     return new_state, new_traces, value, grads, out
-
-
-def _out_example(step, params, state, x):
-    return jax.eval_shape(step, params, state, x)[1]
 
 
 def check_step(step, loss, params, state, x, target) -> None:
