@@ -45,7 +45,8 @@ def lif_step(params, state: jax.Array, x: jax.Array, *, beta: float = 0.9, thres
     ``"subtract"`` gives ``u' - threshold * z``, ``"zero"`` gives ``u' * (1 - z)``.
 
     Args:
-        params: ``{"W": (n, m)}``.
+        params: ``{"W": (n, m)}``, plus optional ``"beta"`` and ``"threshold"`` (scalars or per neuron), which
+            then replace the keyword arguments and are trained with the weights.
         state: membrane potentials ``u`` of shape ``(..., n)``.
         x: input of shape ``(..., m)`` (spikes or currents).
         beta: membrane decay per step, in [0, 1].
@@ -62,6 +63,7 @@ def lif_step(params, state: jax.Array, x: jax.Array, *, beta: float = 0.9, thres
         raise ValueError(f"unknown reset {reset!r}; expected one of {', '.join(map(repr, RESETS))}")
     if spike_fn is None:
         spike_fn = _default_spike()
+    beta, threshold = params.get("beta", beta), params.get("threshold", threshold)
     u = beta * state + _current(params, x)
     z = spike_fn(u - threshold)
     zr = lax.stop_gradient(z) if detach_reset else z
