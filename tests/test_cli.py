@@ -43,7 +43,7 @@ def test_tiny_train_run_writes_results(tmp_path):
     assert "final test accuracy" in result.output
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["hidden"] == 32 and results["config"]["encoding"] == "rate"
-    assert results["config"]["mode"] == "bptt" and results["config"]["seed"] == 3
+    assert results["config"]["mode"] == "diagonal" and results["config"]["seed"] == 3
     assert [e["epoch"] for e in results["epochs"]] == [1, 2]
     for key in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds", "steps_per_s"):
         assert key in results["epochs"][0]
@@ -60,7 +60,7 @@ def test_tiny_train_run_writes_results(tmp_path):
     (["train", "--hidden", "many"], "--hidden"),
     (["train", "--encoding", "poisson"], "poisson"),
     (["train", "--dataset", "mnist"], "mnist"),
-    (["train", "--mode", "rtrl"], "rtrl"),
+    (["train", "--mode", "snap"], "snap"),
     (["train", "--lr", "-1"], "lr"),
     (["trian"], "trian"),
 ])

@@ -9,7 +9,7 @@ from plastix.train import TrainConfig, forward, init_params, loss_fn, train
 
 def test_config_check():
     TrainConfig().check()
-    for bad, match in [({"encoding": "poisson"}, "encoding"), ({"mode": "rtrl"}, "mode"), ({"hidden": 0}, "hidden"),
+    for bad, match in [({"encoding": "poisson"}, "encoding"), ({"mode": "snap"}, "mode"), ({"hidden": 0}, "hidden"),
                        ({"lr": 0.0}, "lr"), ({"kappa": 1.5}, "kappa"), ({"dataset": "shd"}, "dataset")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad).check()

@@ -62,6 +62,9 @@ class Encoding(StrEnum):
 
 
 class Mode(StrEnum):
+    diagonal = "diagonal"
+    eprop = "eprop"
+    rtrl = "rtrl"
     bptt = "bptt"
 
 
@@ -79,7 +82,8 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per optimizer step.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (positive).")] = 2e-3,
     seed: Annotated[int, typer.Option(help="Seed of the data split, encoding, initialisation and shuffling.")] = 0,
-    mode: Annotated[Mode, typer.Option(help="Gradient computation (bptt: backprop through time).")] = Mode.bptt,
+    mode: Annotated[Mode, typer.Option(help="Gradient computation: online eligibility traces (diagonal, eprop, "
+                                            "rtrl) or backprop through time (bptt).")] = Mode.diagonal,
     out: Annotated[Path | None, typer.Option(file_okay=False, help="Write results.json and PNG plots here.")] = None,
 ) -> None:
     """Train a feed-forward LIF network on a spike-encoded dataset and report its test accuracy."""

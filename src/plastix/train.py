@@ -3,8 +3,10 @@
 The network is one feed-forward LIF layer (:func:`plastix.neurons.lif_step`) followed by a leaky, non-spiking
 readout (:func:`plastix.neurons.readout_step`). The loss is the cross-entropy of the readout potentials
 against the label at every time step, averaged over time and batch; the prediction is the class with the
-largest time-averaged log-probability. Mode ``"bptt"`` computes exact gradients with ``jax.value_and_grad``
-through ``lax.scan``; the optimizer is optax Adam.
+largest time-averaged log-probability. The gradient comes from :func:`plastix.online.value_and_grad`: the
+online modes ``"diagonal"`` (default), ``"eprop"`` and ``"rtrl"`` carry eligibility traces forward in time
+(memory independent of the number of steps), ``"bptt"`` backpropagates through ``lax.scan``. The optimizer
+is optax Adam.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ import optax
 from jax import lax
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, online
 from .neurons import RESETS, SURROGATES, init_linear, lif_step, make_spike, readout_step
 
 __all__ = ["DATASETS", "MODES", "ConfigError", "TrainConfig", "evaluate", "forward", "init_params", "loss_fn", "train"]
 
 DATASETS = ("digits",)
-MODES = ("bptt",)
+MODES = ("diagonal", "eprop", "rtrl", "bptt")
 
 
 class ConfigError(ValueError):
@@ -53,7 +55,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
-    mode: str = "bptt"
+    mode: str = "diagonal"
     beta: float = 0.9
     threshold: float = 1.0
     reset: str = "subtract"
@@ -128,6 +130,26 @@ def loss_fn(params, xs, labels, config: TrainConfig, spike_fn: Callable):
     return loss, (acc, jnp.mean(spikes))
 
 
+def batch_value_and_grad(config: TrainConfig, spike_fn: Callable) -> Callable:
+    """``(params, xs (B, T, m), labels (B,)) -> (loss, grads)`` of the batch loss, in ``config.mode``."""
+    step = partial(network_step, config=config, spike_fn=spike_fn)
+
+    def step_loss(out, label):
+        logits, _ = out
+        return -jax.nn.log_softmax(logits)[label] / config.steps
+
+    per_example = online.value_and_grad(step, step_loss, config.mode)
+
+    def gradient(params, xs, labels):
+        state = (jnp.zeros(params["hidden"]["W"].shape[0], xs.dtype),
+                 jnp.zeros(params["readout"]["W"].shape[0], xs.dtype))
+        targets = jnp.broadcast_to(labels[:, None], labels.shape + (xs.shape[1],))
+        losses, grads = jax.vmap(per_example, in_axes=(None, None, 0, 0))(params, state, xs, targets)
+        return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+
+    return gradient
+
+
 def evaluate(params, xs, labels, config: TrainConfig, spike_fn: Callable) -> dict[str, float]:
     """Loss, accuracy and mean hidden firing rate on a whole set (one batch)."""
     loss, (acc, rate) = _eval(params, jnp.asarray(xs), jnp.asarray(labels), config, spike_fn)
@@ -171,9 +193,13 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
     optimizer = optax.adam(config.lr)
     opt_state = optimizer.init(params)
 
+    gradient = batch_value_and_grad(config, spike_fn)
+
     @jax.jit
     def update(params, opt_state, xs, labels):
-        (loss, (acc, rate)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, xs, labels, config, spike_fn)
+        loss, grads = gradient(params, xs, labels)
+        logits, _ = forward(params, xs, config, spike_fn)
+        _, acc = _metrics(logits, labels)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, acc
 
