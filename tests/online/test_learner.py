@@ -113,3 +113,36 @@ def test_learner_rejects_bad_configuration():
         po.Learner(step, mse, optax.sgd(0.1), mode="bptt")
     with pytest.raises(ValueError, match="every"):
         po.Learner(step, mse, optax.sgd(0.1), every=0)
+
+
+def test_feedback_equal_to_the_readout_is_the_exact_signal_and_random_feedback_differs():
+    params, xs, ts = setup(2)
+    u0 = jnp.zeros(N)
+    exact = po.value_and_grad(step, mse, "diagonal")(params, u0, xs[:, 0], ts[:, 0])[1]
+    same = po.value_and_grad(step, mse, "diagonal", feedback={"W": None, "Wo": params["Wo"]})(
+        params, u0, xs[:, 0], ts[:, 0])[1]
+    for k in exact:
+        np.testing.assert_allclose(same[k], exact[k], atol=1e-12)
+    feedback = po.random_feedback(jax.random.PRNGKey(7), params, lambda path: "Wo" in path)
+    assert feedback["W"] is None and feedback["Wo"].shape == params["Wo"].shape
+    aligned = po.value_and_grad(step, mse, "diagonal", feedback=feedback)(params, u0, xs[:, 0], ts[:, 0])[1]
+    np.testing.assert_allclose(aligned["Wo"], exact["Wo"], atol=1e-12)
+    assert not np.allclose(aligned["W"], exact["W"])
+
+
+def test_random_feedback_learns():
+    params, xs, ts = setup(1)
+    targets = jnp.broadcast_to(jnp.array([1.0, -1.0]), (T, B, C))
+    feedback = po.random_feedback(jax.random.PRNGKey(3), params, lambda path: "Wo" in path)
+    learner = po.Learner(step, mse, optax.adam(0.05), mode="diagonal", feedback=feedback)
+    carry = learner.init(params, jnp.zeros((B, N)), xs[0])
+    update = jax.jit(learner.update)
+    losses = []
+    for _ in range(4):
+        carry = carry._replace(state=jnp.zeros((B, N)), traces=jax.tree.map(jnp.zeros_like, carry.traces))
+        total = 0.0
+        for t in range(T):
+            carry, metrics = update(carry, xs[t], targets[t])
+            total += float(metrics["loss"])
+        losses.append(total)
+    assert losses[-1] < 0.7 * losses[0], losses

@@ -2,6 +2,15 @@
 
 from ._describe import describe
 from ._learner import Learner, LearnerState
-from ._traces import MODES, TracePlan, plan_traces, value_and_grad
+from ._traces import MODES, TracePlan, plan_traces, random_feedback, value_and_grad
 
-__all__ = ["MODES", "Learner", "LearnerState", "TracePlan", "describe", "plan_traces", "value_and_grad"]
+__all__ = [
+    "MODES",
+    "Learner",
+    "LearnerState",
+    "TracePlan",
+    "describe",
+    "plan_traces",
+    "random_feedback",
+    "value_and_grad",
+]

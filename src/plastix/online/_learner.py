@@ -38,6 +38,8 @@ class Learner:
         mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
         every: apply the accumulated gradient every ``every`` steps (1 = plasticity at every step).
         order: elimination order for the step's Jacobians.
+        feedback: ``None`` (exact learning signal) or fixed feedback matrices, see
+            :func:`plastix.online.random_feedback`.
 
     Example:
         >>> learner = Learner(step, loss, optax.adam(1e-3), mode="diagonal")
@@ -46,7 +48,7 @@ class Learner:
     """
 
     def __init__(self, step: Callable, loss: Callable, optimizer: optax.GradientTransformation,
-                 mode: str = "diagonal", *, every: int = 1, order="rev"):
+                 mode: str = "diagonal", *, every: int = 1, order="rev", feedback=None):
         check_mode(mode)
         if mode == "bptt":
             raise ValueError("Learner is online; mode 'bptt' needs the whole sequence: use "
@@ -54,7 +56,7 @@ class Learner:
         if every < 1:
             raise ValueError(f"every must be a positive number of steps, got {every}")
         self.step, self.loss, self.optimizer = step, loss, optimizer
-        self.mode, self.every, self.order = mode, every, order
+        self.mode, self.every, self.order, self.feedback = mode, every, order, feedback
         self.plan: TracePlan | None = None
 
     def init(self, params, state, x) -> LearnerState:
@@ -85,7 +87,8 @@ class Learner:
                    jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[0], target))
 
         def one(state, traces, x, target):
-            return online_step(self.step, self.loss, self.plan, params, state, traces, x, target, order=self.order)
+            return online_step(self.step, self.loss, self.plan, params, state, traces, x, target, order=self.order,
+                               feedback=self.feedback)
 
         state, traces, values, grads, outs = jax.vmap(one)(carry.state, carry.traces, x, target)
         leaves, treedef = jax.tree.flatten(params)

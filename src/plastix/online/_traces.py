@@ -32,7 +32,7 @@ from jax import lax
 from ..ad._partial import Partial, add, canonical, compose, structure_key
 from ._jacobians import StepJacobians, diagonal_part, step_jacobians, vjp
 
-__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step"]
+__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step", "random_feedback"]
 
 MODES = ("bptt", "rtrl", "diagonal", "eprop")
 
@@ -189,11 +189,13 @@ def conform(p: Partial | None, template: Partial) -> Partial:
                    template.val_labels, val, template.dtype)
 
 
-def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev"):
+def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev", feedback=None):
     """One step of online learning for one example.
 
     The learning signal comes from one reverse pass through the step (``l·∂out/∂θ`` and ``l·∂out/∂s``: the
-    error backpropagated through the layers within the step); the traces carry the past.
+    error backpropagated through the layers within the step); the traces carry the past. With ``feedback``
+    (see :func:`value_and_grad`) that reverse pass runs with the given fixed matrices in place of the
+    corresponding parameters (feedback alignment); those parameters keep their exact gradient.
 
     Returns:
         ``(new_state, new_traces, loss_value, grads, out)`` where ``grads`` is a list over parameter leaves
@@ -204,6 +206,14 @@ def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *
     zero_state = jax.tree.map(jnp.zeros_like, new_state)
     direct, signal = pullback((zero_state, l_out))
     grads = jax.tree.leaves(direct)
+    if feedback is not None:
+        is_none = lambda v: v is None
+        replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=is_none))
+        backward = jax.tree.map(lambda p, b: p if b is None else jnp.asarray(b, jnp.result_type(p)), params,
+                                feedback, is_leaf=is_none)
+        _, feedback_pullback = jax.vjp(lambda p, s: step(p, s, x), backward, state)
+        aligned, signal = feedback_pullback((zero_state, l_out))
+        grads = [g if r else a for g, a, r in zip(grads, jax.tree.leaves(aligned), replaced)]
     signals = jax.tree.leaves(signal)
     for (a, p), g in traces.items():
         grads[p] = grads[p] + vjp(signals[a], g).astype(grads[p].dtype)
@@ -232,7 +242,7 @@ def check_step(step, loss, params, state, x, target) -> None:
 
 
 def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
-                   max_trace_size: int | None = None) -> Callable:
+                   max_trace_size: int | None = None, feedback=None) -> Callable:
     """Loss and gradient of a recurrent step function over a sequence, computed online.
 
     Args:
@@ -242,6 +252,9 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
             or ``"eprop"``.
         order: elimination order for the step's Jacobians.
         max_trace_size: refuse a plan whose traces store more numbers than this (per example).
+        feedback: ``None`` for the exact (symmetric) learning signal, or a pytree with the structure of
+            ``params`` holding a fixed array (e.g. from :func:`random_feedback`) for each parameter whose
+            transpose is replaced in the backward pass, ``None`` elsewhere.
 
     Returns:
         ``vg(params, state0, xs, targets) -> (total_loss, grads)`` where ``xs`` and ``targets`` have a leading
@@ -265,7 +278,7 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
             state, traces, total, grads = carry
             x, target = inputs
             state, traces, value, step_grads, _ = online_step(step, loss, plan, params, state, traces, x, target,
-                                                           order=order)
+                                                           order=order, feedback=feedback)
             grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
             return (state, traces, total + value, grads), None
 
@@ -288,3 +301,28 @@ def _bptt(step, loss, params, state0, xs, targets):
         return jnp.sum(losses)
 
     return jax.value_and_grad(total_loss)(params)
+
+
+def random_feedback(key: jax.Array, params, select: Callable[[str], bool], *, scale: float = 1.0):
+    """Fixed random feedback matrices for the parameters whose key path satisfies ``select``.
+
+    Args:
+        key: PRNG key.
+        params: the parameter pytree.
+        select: predicate on ``jax.tree_util.keystr`` of a leaf's path, e.g. ``lambda p: "readout" in p``.
+        scale: the matrices are Gaussian with standard deviation ``scale / sqrt(fan_in)``.
+
+    Returns:
+        A pytree like ``params`` with random arrays at the selected leaves and ``None`` elsewhere, for the
+        ``feedback`` argument of :func:`value_and_grad` and :class:`Learner`.
+    """
+    leaves, treedef = jax.tree.flatten_with_path(params)
+    keys = jax.random.split(key, max(1, len(leaves)))
+    out = []
+    for k, (path, leaf) in zip(keys, leaves):
+        if select(jax.tree_util.keystr(path)):
+            fan_in = jnp.shape(leaf)[-1] if jnp.ndim(leaf) else 1
+            out.append(scale / math.sqrt(fan_in) * jax.random.normal(k, jnp.shape(leaf), jnp.result_type(leaf)))
+        else:
+            out.append(None)
+    return jax.tree.unflatten(treedef, out)
