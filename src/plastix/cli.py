@@ -1,4 +1,4 @@
-"""The ``plastix`` command line: ``plastix train`` (see ``plastix --help``).
+"""The ``plastix`` command line: ``plastix train``, ``plastix bench ad`` (see ``plastix --help``).
 
 Usage errors (an unknown option, a value out of range, an unknown choice) exit with status 2 and print a
 single ``Error: ...`` line on stderr; invalid combinations found while training exit with status 2 as well.
@@ -97,6 +97,49 @@ def train(
         run(config, out=out, progress=None)
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from None
+
+
+bench = typer.Typer(
+    name="bench",
+    help="Benchmarks measured side by side in one process.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(bench, name="bench")
+
+
+def _task_names() -> list[str]:
+    from .bench.tasks import names
+
+    return names()
+
+
+TaskName = StrEnum("TaskName", {name: name for name in _task_names()})
+
+
+@bench.command("ad")
+def bench_ad(
+    task: Annotated[list[TaskName] | None, typer.Option(help="Task to measure (repeatable; default: all).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Examples per vmapped call.")] = 512,
+    repeats: Annotated[int, typer.Option(min=1, help="Interleaved timed calls per method.")] = 100,
+    json: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the rows as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Write a PNG of the ratios here.")] = None,
+    asdex: Annotated[bool, typer.Option(help="Include asdex.jacobian when the package is installed.")] = True,
+) -> None:
+    """Jacobian runtime of plastix.jacve (fwd, rev, best order) vs jax.jacfwd, jax.jacrev and asdex."""
+    from .bench import ad
+
+    include = None if asdex else False
+    rows = ad.run([t.value for t in task] if task else None, batch=batch, repeats=repeats,
+                  include_asdex=include, echo=typer.echo)
+    if json is not None:
+        ad.write_json(rows, json)
+        typer.echo(f"wrote {json}")
+    if plot is not None:
+        ad.plot(rows, plot)
+        typer.echo(f"wrote {plot}")
 
 
 def main() -> None:  # pragma: no cover - convenience for `python -m plastix.cli`
