@@ -1,4 +1,4 @@
-"""The ``plastix`` command line: ``plastix train``, ``plastix bench ad`` (see ``plastix --help``).
+"""The ``plastix`` command line: ``plastix train``, ``plastix bench ad``, ``plastix bench online`` (``plastix --help``).
 
 Usage errors (an unknown option, a value out of range, an unknown choice) exit with status 2 and print a
 single ``Error: ...`` line on stderr; invalid combinations found while training exit with status 2 as well.
@@ -139,6 +139,57 @@ def bench_ad(
         typer.echo(f"wrote {json}")
     if plot is not None:
         ad.plot(rows, plot)
+        typer.echo(f"wrote {plot}")
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"{name} must be a comma-separated list of positive integers, got {text!r}")
+    return values
+
+
+@bench.command("online")
+def bench_online(
+    sizes: Annotated[str, typer.Option(help="Hidden sizes n, comma-separated.")] = "128,512",
+    steps: Annotated[str, typer.Option(help="Sequence lengths T, comma-separated.")] = "100,1000,4000",
+    methods: Annotated[str, typer.Option(help="Comma-separated, from: bptt, diagonal, eprop, braintrace-d_rtrl, "
+                                              "braintrace-es_d_rtrl.")] = "bptt,diagonal,eprop,braintrace-d_rtrl,"
+                                                                          "braintrace-es_d_rtrl",
+    batch: Annotated[int, typer.Option(min=1, help="Sequences per training step.")] = 32,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed per configuration (its own process).")] = 300,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per configuration (fewer past 20 s).")] = 5,
+    all_: Annotated[bool, typer.Option("--all", help="Also run BrainTrace D_RTRL at n>=512, T>=1000.")] = False,
+    cosine: Annotated[bool, typer.Option(help="Gradient cosine to BPTT at the smallest n and T.")] = True,
+    braintrace_python: Annotated[str | None, typer.Option(help="Python interpreter with braintrace installed "
+                                                               "(default: this one).")] = None,
+    json: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the rows as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Write a PNG of time and memory vs T.")] = None,
+) -> None:
+    """Seconds and peak memory of one training step (a gradient over T steps): plastix vs BPTT vs BrainTrace."""
+    from .bench import online
+
+    size_list, step_list = _int_list(sizes, "--sizes"), _int_list(steps, "--steps")
+    method_list = [m.strip().lower() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in method_list if m not in online.METHODS]
+    if unknown or not method_list:
+        raise typer.BadParameter(f"unknown method(s) {', '.join(map(repr, unknown)) or repr(methods)} for --methods; "
+                                 f"choose from {', '.join(online.METHODS)}")
+    rows = online.run(size_list, step_list, method_list, batch=batch, timeout=timeout, repeats=repeats,
+                      include_hopeless=all_, cosine=cosine, braintrace_python=braintrace_python, echo=typer.echo)
+    typer.echo("")
+    typer.echo("seconds per update, peak RSS / XLA temp MB:")
+    typer.echo(online.format_table(rows))
+    typer.echo("")
+    typer.echo(online.format_ratios(online.ratios(rows)))
+    if json is not None:
+        online.write_json(rows, json)
+        typer.echo(f"wrote {json}")
+    if plot is not None:
+        online.plot(rows, plot)
         typer.echo(f"wrote {plot}")
 
 

@@ -1,0 +1,547 @@
+"""Online learning benchmark: time and memory of one training step, plastix vs BPTT vs BrainTrace.
+
+Run ``plastix bench online`` or ``python -m plastix.bench.online`` (same options). The network is the one of
+REFERENCE.md's BrainTrace measurement: 700 Bernoulli(0.05) input channels, ``n`` recurrent LIF neurons
+(:func:`plastix.neurons.recurrent_lif_step`, β = 0.9, threshold 1, subtractive detached reset, fast-sigmoid
+surrogate of slope 25), a linear readout to 20 classes, softmax cross-entropy against the label at every step.
+One *training step* (an *update*) is one gradient of ``sum_t mean_b CE`` over the whole sequence of ``T`` steps
+for a batch (default 32): that is timed, and also reported per time step.
+
+Methods: ``bptt`` (``jax.value_and_grad`` through ``lax.scan``), ``diagonal`` and ``eprop`` (plastix's online
+traces, :func:`plastix.online.value_and_grad` vmapped over the batch) and BrainTrace's ``D_RTRL`` and
+``ES_D_RTRL`` (``braintrace-d_rtrl``, ``braintrace-es_d_rtrl``; optional package ``braintrace==0.2.6``,
+``pip install 'plastix[bench]'``; see :mod:`plastix.bench._braintrace`).
+
+Every (method, n, T) runs in a fresh process (this module with the hidden ``--single`` option, which prints
+one JSON line), so that peak memory is the configuration's own: the child's peak resident set size (VmHWM;
+it includes the Python/JAX baseline, reported as ``baseline_rss_mb``, and the inputs, stored as uint8,
+``input_mb``) and XLA's temporary buffers of the compiled update (``memory_analysis().temp_size_in_bytes``,
+which excludes arguments and outputs: BrainTrace keeps its traces in brainstate states, which enter and leave
+the compiled update as arguments and outputs, so for it see also ``xla_argument_mb`` and ``xla_output_mb``).
+
+Time: the first call (trace + compile + run) is not counted; then up to ``repeats`` calls, stopping early once
+``time_budget`` seconds are spent (at least one), and the median is reported (for plastix, whose compilation
+is separate, a first run longer than ``time_budget`` is the sample). A child past ``timeout`` seconds is
+killed and reported as ``timeout``. BrainTrace D_RTRL at n >= 512 and T >= 1000 is skipped unless
+``include_hopeless`` (``--all``): REFERENCE.md measured 8.5 s per update at n=512, T=100 and gave up after
+90 s at T=1000.
+
+The gradient check (``--cosine``, on by default) runs one more child at the smallest (n, T): every method's
+gradient of W_in and W_rec for the same weights and data, as cosine similarity to BPTT's, plus the loss of
+each method (all see the same forward pass) and the network's spike rate (a silent network would make the
+comparison vacuous). W_rec's scale (:data:`REC_GAIN`) keeps BPTT's gradient from exploding, which would make
+every online estimate orthogonal to it; time and memory do not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BRAINTRACE_METHODS", "DEFAULT_METHODS", "METHODS", "PLASTIX_METHODS", "REC_GAIN", "cosine_check",
+           "format_cosine", "format_ratios", "format_table", "hopeless", "main", "measure", "plot", "ratios", "run",
+           "run_child", "write_json"]
+
+PLASTIX_METHODS = ("bptt", "diagonal", "eprop")
+BRAINTRACE_METHODS = ("braintrace-d_rtrl", "braintrace-es_d_rtrl")
+METHODS = PLASTIX_METHODS + BRAINTRACE_METHODS
+DEFAULT_METHODS = METHODS
+ROW_KEYS = ("method", "n", "steps", "seconds_per_update", "seconds_per_step", "peak_rss_mb", "xla_temp_mb", "status")
+
+N_IN, N_OUT, INPUT_RATE = 700, 20, 0.05
+BETA, THRESHOLD, SURROGATE, SLOPE = 0.9, 1.0, "fast_sigmoid", 25.0
+INPUT_GAIN = 3.0  # W_in ~ N(0, (3 / sqrt(700))²): about 9 % of the neurons spike per step (see the cosine check)
+# W_rec ~ N(0, (0.25 / sqrt(n))²). With gain 1 the surrogate (peak slope/2 = 12.5) times the recurrence makes the
+# BPTT gradient explode (norm ~1e8-1e9 at n=128, T=100) and any online estimate is then orthogonal to it (cosine
+# ~0.05); at 0.25 BPTT's gradient is of the size of the online ones and the comparison means something. Time and
+# memory do not depend on this scale.
+REC_GAIN = 0.25
+MB = 1024.0 * 1024.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The network, the data and one training step (run inside a child process)
+
+
+def init_params(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{"W": (n, 700), "R": (n, n), "Wo": (20, n)}``, float32, Gaussian with ``1/sqrt(fan_in)`` scales."""
+    rng = np.random.default_rng(seed)
+    return {"W": (INPUT_GAIN / math.sqrt(N_IN) * rng.standard_normal((n, N_IN))).astype(np.float32),
+            "R": (REC_GAIN / math.sqrt(n) * rng.standard_normal((n, n))).astype(np.float32),
+            "Wo": (1.0 / math.sqrt(n) * rng.standard_normal((N_OUT, n))).astype(np.float32)}
+
+
+def make_data(steps: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Time-major Bernoulli(0.05) input spikes ``(T, batch, 700)`` as uint8, and labels ``(T, batch)``."""
+    rng = np.random.default_rng(seed + 1)
+    xs = (rng.random((steps, batch, N_IN), dtype=np.float32) < INPUT_RATE).astype(np.uint8)
+    label = rng.integers(0, N_OUT, batch)
+    return xs, np.broadcast_to(label, (steps, batch)).astype(np.int32).copy()
+
+
+def _spike():
+    from plastix.neurons import make_spike
+
+    return make_spike(SURROGATE, SLOPE)
+
+
+def step(params, state, x, *, spike_fn=None):
+    """One time step for :mod:`plastix.online`: recurrent LIF layer, readout logits ``Wo @ z``."""
+    import jax.numpy as jnp
+
+    from plastix.neurons import recurrent_lif_step
+
+    state, z = recurrent_lif_step({"W": params["W"], "R": params["R"]}, state, x.astype(jnp.float32), beta=BETA,
+                                  threshold=THRESHOLD, spike_fn=spike_fn or _spike())
+    return state, params["Wo"] @ z
+
+
+def loss(out, target):
+    """Softmax cross-entropy of one step's logits against the label."""
+    import jax
+
+    return -jax.nn.log_softmax(out)[target]
+
+
+def plastix_update(method: str, n: int, batch: int) -> Callable:
+    """``f(params, xs, ys) -> (loss, grads)`` (not jitted): batch-mean loss and gradients over the sequence."""
+    import jax
+    import jax.numpy as jnp
+
+    import plastix.online
+
+    spike_fn = _spike()
+    one = lambda p, s, x: step(p, s, x, spike_fn=spike_fn)
+    vg = jax.vmap(plastix.online.value_and_grad(one, loss, method), in_axes=(None, 0, 1, 1))
+
+    def update(params, xs, ys):
+        state0 = (jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), jnp.float32))
+        total, grads = vg(params, state0, xs, ys)
+        return jnp.mean(total), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+
+    return update
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (MB if sys.platform == "darwin" else 1024.0)
+
+
+def _time_calls(fn: Callable, repeats: int, time_budget: float, first: float | None = None) -> tuple[float, int]:
+    """Median seconds of up to ``repeats`` calls, stopping once ``time_budget`` is spent (at least one call).
+
+    ``first``: the time of an earlier call that ran already-compiled code; when it alone exceeds the budget it is
+    the one sample (a run of minutes is not repeated only to be timed again).
+    """
+    import jax
+
+    if first is not None and first >= time_budget:
+        return first, 1
+    times: list[float] = []
+    while len(times) < max(1, repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+        if sum(times) >= time_budget:
+            break
+    return float(np.median(times)), len(times)
+
+
+def measure(method: str, n: int, steps: int, batch: int = 32, *, repeats: int = 5, time_budget: float = 20.0,
+            seed: int = 0) -> dict:
+    """Time and memory of one configuration, measured in *this* process (the child's job)."""
+    import jax
+    import jax.numpy as jnp
+
+    baseline = _peak_rss_mb()
+    params = {k: jnp.asarray(v) for k, v in init_params(n, seed).items()}
+    xs_np, ys_np = make_data(steps, batch, seed)
+    xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
+    input_mb = (xs_np.nbytes + ys_np.nbytes) / MB
+    del xs_np, ys_np
+    start = time.perf_counter()
+    if method in PLASTIX_METHODS:
+        compiled = jax.jit(plastix_update(method, n, batch)).lower(params, xs, ys).compile()
+        analysis = compiled.memory_analysis()
+        run_start = time.perf_counter()
+        value = jax.block_until_ready(compiled(params, xs, ys))[0]
+        first = time.perf_counter() - start
+        median, calls = _time_calls(lambda: compiled(params, xs, ys), repeats, time_budget,
+                                    first=time.perf_counter() - run_start)
+        peak = _peak_rss_mb()
+    elif method in BRAINTRACE_METHODS:
+        from . import _braintrace
+
+        update = _braintrace.make_update(method, params, batch, xs[0], beta=BETA, threshold=THRESHOLD,
+                                         spike_fn=_spike())
+        value = jax.block_until_ready(update(xs, ys))[1]
+        first = time.perf_counter() - start
+        median, calls = _time_calls(lambda: update(xs, ys), repeats, time_budget)
+        peak = _peak_rss_mb()  # before the second compilation below, which is only for XLA's memory analysis
+        analysis = update.compile(xs, ys).memory_analysis()
+    else:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    return {"method": method, "n": n, "steps": steps, "batch": batch, "seconds_per_update": median,
+            "seconds_per_step": median / steps, "peak_rss_mb": peak,
+            "xla_temp_mb": analysis.temp_size_in_bytes / MB, "status": "ok", "first_call_s": first,
+            "timed_calls": calls, "baseline_rss_mb": baseline, "input_mb": input_mb,
+            "xla_argument_mb": analysis.argument_size_in_bytes / MB,
+            "xla_output_mb": analysis.output_size_in_bytes / MB, "loss": float(value)}
+
+
+def _cosine(a, b) -> float:
+    a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den > 0 else float("nan")
+
+
+def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *, seed: int = 0) -> dict:
+    """Cosine similarity to BPTT of each method's W_in and W_rec gradients (same weights and data), in-process.
+
+    Returns ``{"n", "steps", "batch", "spike_rate", "methods": {method: {"cos_w_in", "cos_w_rec", "loss",
+    "status"}}}``; ``bptt`` itself is the reference (cosine 1).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    params = {k: jnp.asarray(v) for k, v in init_params(n, seed).items()}
+    xs_np, ys_np = make_data(steps, batch, seed)
+    xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
+    spike_fn = _spike()
+
+    def rate(params, xs):
+        from plastix.neurons import recurrent_lif_step
+
+        def body(state, x):
+            state, z = recurrent_lif_step(params, state, x.astype(jnp.float32), beta=BETA, threshold=THRESHOLD,
+                                          spike_fn=spike_fn)
+            return state, jnp.mean(z)
+
+        zeros = jnp.zeros((batch, n), jnp.float32)
+        _, r = jax.lax.scan(body, (zeros, zeros), xs)
+        return jnp.mean(r)
+
+    ref_loss, ref = jax.jit(plastix_update("bptt", n, batch))(params, xs, ys)
+    out = {"n": n, "steps": steps, "batch": batch, "spike_rate": float(jax.jit(rate)(params, xs)),
+           "bptt_norm_w_in": float(np.linalg.norm(ref["W"])), "methods": {}}
+    found = {}
+    for method in methods:
+        try:
+            if method in PLASTIX_METHODS:
+                value, grads = jax.jit(plastix_update(method, n, batch))(params, xs, ys)
+            else:
+                from . import _braintrace
+
+                update = _braintrace.make_update(method, params, batch, xs[0], beta=BETA, threshold=THRESHOLD,
+                                                 spike_fn=spike_fn)
+                raw, value = update(xs, ys)
+                grads = _braintrace.to_plastix_grads(raw)
+            found[method] = grads
+            out["methods"][method] = {"cos_w_in": _cosine(grads["W"], ref["W"]),
+                                      "cos_w_rec": _cosine(grads["R"], ref["R"]),
+                                      "cos_w_out": _cosine(grads["Wo"], ref["Wo"]),
+                                      "norm_w_in": float(np.linalg.norm(grads["W"])), "loss": float(value),
+                                      "bptt_loss": float(ref_loss), "status": "ok"}
+        except Exception as e:  # one method failing must not hide the others
+            out["methods"][method] = {"status": _one_line(f"error: {type(e).__name__}: {e}")}
+    if "diagonal" in found and "braintrace-d_rtrl" in found:  # two implementations of the same D-RTRL rule
+        a, b = found["braintrace-d_rtrl"], found["diagonal"]
+        out["braintrace_d_rtrl_vs_diagonal"] = {"cos_w_in": _cosine(a["W"], b["W"]),
+                                                "cos_w_rec": _cosine(a["R"], b["R"])}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The parent: one child process per configuration
+
+
+def hopeless(method: str, n: int, steps: int) -> bool:
+    """Configurations skipped by default: BrainTrace D_RTRL at n >= 512 and T >= 1000 (REFERENCE.md)."""
+    return method == "braintrace-d_rtrl" and n >= 512 and steps >= 1000
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])  # so a separate interpreter (e.g. a braintrace venv) finds plastix
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_child(job: dict, *, timeout: float, python: str | None = None) -> dict:
+    """Run ``job`` (``{"kind": "measure" | "cosine", ...}``) in a fresh process; its JSON result or a failure."""
+    cmd = [python or sys.executable, "-m", "plastix.bench.online", "--single", json.dumps(job)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_child_env())
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+    return {"status": _one_line(f"error (exit {proc.returncode}): {lines[-1] if lines else 'no output'}")}
+
+
+def _row(method: str, n: int, steps: int, batch: int, status: str) -> dict:
+    return {"method": method, "n": n, "steps": steps, "batch": batch, "seconds_per_update": None,
+            "seconds_per_step": None, "peak_rss_mb": None, "xla_temp_mb": None, "status": status}
+
+
+def _braintrace_missing(python: str | None) -> str | None:
+    if python:
+        return None  # another interpreter: let its child say so
+    import importlib.util
+
+    if importlib.util.find_spec("braintrace") is None:
+        return "unavailable: braintrace not installed (pip install 'plastix[bench]')"
+    return None
+
+
+def _fmt_row(r: dict) -> str:
+    if r["status"] != "ok":
+        return f"{r['method']:>22}  n={r['n']:<5} T={r['steps']:<6} {r['status']}"
+    return (f"{r['method']:>22}  n={r['n']:<5} T={r['steps']:<6} {r['seconds_per_update']:9.4g} s/update "
+            f"{1e3 * r['seconds_per_step']:8.3g} ms/step  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+            f"XLA temp {r['xla_temp_mb']:8.1f} MB  (first call {r['first_call_s']:.1f} s, {r['timed_calls']} timed)")
+
+
+def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 4000),
+        methods: Sequence[str] = DEFAULT_METHODS, *, batch: int = 32, timeout: float = 300.0, repeats: int = 5,
+        time_budget: float = 20.0, include_hopeless: bool = False, cosine: bool = True,
+        braintrace_python: str | None = None, echo: Callable[[str], None] = print) -> list[dict]:
+    """Measure every (method, n, T) in its own process; returns the rows (see :data:`ROW_KEYS`).
+
+    With ``cosine``, the rows of the smallest (n, T) also carry ``cos_w_in``, ``cos_w_rec`` (to BPTT) and
+    ``spike_rate`` from :func:`cosine_check`, run in one more child.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))}; expected some of {', '.join(METHODS)}")
+    missing = _braintrace_missing(braintrace_python) if any(m in BRAINTRACE_METHODS for m in methods) else None
+    rows = []
+    for n in sizes:
+        for T in steps:
+            for method in methods:
+                python = braintrace_python if method in BRAINTRACE_METHODS else None
+                if method in BRAINTRACE_METHODS and missing:
+                    row = _row(method, n, T, batch, missing)
+                elif hopeless(method, n, T) and not include_hopeless:
+                    row = _row(method, n, T, batch, "skipped (hopeless per REFERENCE.md; --all to run)")
+                else:
+                    job = {"kind": "measure", "method": method, "n": n, "steps": T, "batch": batch,
+                           "repeats": repeats, "time_budget": time_budget}
+                    result = run_child(job, timeout=timeout, python=python)
+                    if result.get("status") == "timeout":
+                        result = _row(method, n, T, batch, f"timeout (>{timeout:g} s)")
+                    elif result.get("status") != "ok":
+                        result = _row(method, n, T, batch, result["status"])
+                    row = result
+                rows.append(row)
+                echo(_fmt_row(row))
+    if cosine and rows:
+        n0, T0 = min(sizes), min(steps)
+        others = [m for m in methods if m != "bptt" and not (m in BRAINTRACE_METHODS and missing)]
+        job = {"kind": "cosine", "methods": others, "n": n0, "steps": T0, "batch": batch}
+        python = braintrace_python if any(m in BRAINTRACE_METHODS for m in others) else None
+        result = run_child(job, timeout=timeout, python=python)
+        if result.get("status", "ok") != "ok" or "methods" not in result:
+            echo(f"gradient check (n={n0}, T={T0}) failed: {result.get('status')}")
+        else:
+            result["methods"]["bptt"] = {"cos_w_in": 1.0, "cos_w_rec": 1.0, "status": "ok"}
+            for r in rows:
+                if (r["n"], r["steps"]) == (n0, T0):
+                    c = result["methods"].get(r["method"])
+                    r["spike_rate"] = result["spike_rate"]
+                    r["cos_w_in"] = c.get("cos_w_in") if c else None
+                    r["cos_w_rec"] = c.get("cos_w_rec") if c else None
+            echo(format_cosine(result))
+    return rows
+
+
+def format_cosine(result: dict) -> str:
+    """The gradient check as lines of text."""
+    c3 = lambda v: "   zero" if v is None or math.isnan(v) else f"{v:7.4f}"  # nan: a zero gradient
+    lines = [f"gradient cosine to BPTT, n={result['n']}, T={result['steps']}, batch {result['batch']} "
+             f"(spike rate {result['spike_rate']:.3f} per neuron per step, |dL/dW_in| bptt "
+             f"{result['bptt_norm_w_in']:.3g}):",
+             f"{'method':>22}  {'W_in':>7}  {'W_rec':>7}  {'W_out':>7}  {'|dW_in|':>8}  loss (bptt loss)"]
+    for m, c in result["methods"].items():
+        if m == "bptt":
+            continue
+        if c.get("status") != "ok":
+            lines.append(f"{m:>22}  {c.get('status')}")
+            continue
+        lines.append(f"{m:>22}  {c3(c['cos_w_in'])}  {c3(c['cos_w_rec'])}  {c3(c['cos_w_out'])}  "
+                     f"{c['norm_w_in']:8.3g}  {c['loss']:.6g} ({c['bptt_loss']:.6g})")
+    if "braintrace_d_rtrl_vs_diagonal" in result:
+        c = result["braintrace_d_rtrl_vs_diagonal"]
+        lines.append(f"BrainTrace D_RTRL vs plastix diagonal: cosine {c['cos_w_in']:.4f} (W_in), "
+                     f"{c['cos_w_rec']:.4f} (W_rec)")
+    return "\n".join(lines)
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "-"
+    if r["status"] != "ok":
+        return r["status"].split(" (")[0].split(":")[0]
+    return f"{r['seconds_per_update']:.3g}s {r['peak_rss_mb']:.0f}/{r['xla_temp_mb']:.3g}MB"
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Method × (n, T): ``seconds per update, peak RSS / XLA temp MB``."""
+    configs = list(dict.fromkeys((r["n"], r["steps"]) for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["method"], r["n"], r["steps"]): r for r in rows}
+    head = ["method"] + [f"n={n} T={T}" for n, T in configs]
+    body = [[m] + [_cell(by.get((m, n, T))) for n, T in configs] for m in methods]
+    widths = [max(len(line[k]) for line in [head, *body]) for k in range(len(head))]
+    fmt = lambda line: "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(line, widths)))
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
+
+
+def _get(rows, method, n, steps, key):
+    for r in rows:
+        if (r["method"], r["n"], r["steps"]) == (method, n, steps) and r["status"] == "ok":
+            return r[key]
+    return None
+
+
+def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
+    """The three target ratios (at n=512, T ∈ {100, 1000, 4000}, or the largest n and the nearest T present).
+
+    * ``diagonal_peak_rss_Tmax_over_Tmin``: diagonal's peak RSS at the longest T over the shortest (flat in T is
+      the point of online traces); also the same for XLA temp memory;
+    * ``diagonal_over_bptt_time``: diagonal's time per update over BPTT's at T=1000;
+    * ``braintrace_d_rtrl_over_diagonal_time``: BrainTrace D_RTRL's time over diagonal's at the shortest T.
+    """
+    if not rows:
+        return {}
+    sizes = sorted({r["n"] for r in rows})
+    steps = sorted({r["steps"] for r in rows})
+    n = 512 if 512 in sizes else sizes[-1]
+    lo, hi, mid = steps[0], steps[-1], 1000 if 1000 in steps else steps[-1]
+
+    def div(a, b):
+        return a / b if a is not None and b else None
+
+    return {
+        "n": n, "T_min": lo, "T_mid": mid, "T_max": hi,
+        "diagonal_peak_rss_Tmax_over_Tmin": div(_get(rows, "diagonal", n, hi, "peak_rss_mb"),
+                                                _get(rows, "diagonal", n, lo, "peak_rss_mb")),
+        "diagonal_xla_temp_Tmax_over_Tmin": div(_get(rows, "diagonal", n, hi, "xla_temp_mb"),
+                                                _get(rows, "diagonal", n, lo, "xla_temp_mb")),
+        "diagonal_over_bptt_time": div(_get(rows, "diagonal", n, mid, "seconds_per_update"),
+                                       _get(rows, "bptt", n, mid, "seconds_per_update")),
+        "braintrace_d_rtrl_over_diagonal_time": div(_get(rows, "braintrace-d_rtrl", n, lo, "seconds_per_update"),
+                                                    _get(rows, "diagonal", n, lo, "seconds_per_update")),
+    }
+
+
+def format_ratios(r: dict) -> str:
+    if not r:
+        return ""
+    f = lambda v: "n/a" if v is None else f"{v:.3g}"
+    n, lo, mid, hi = r["n"], r["T_min"], r["T_mid"], r["T_max"]
+    return "\n".join([
+        f"diagonal peak RSS, T={hi} / T={lo} at n={n}: {f(r['diagonal_peak_rss_Tmax_over_Tmin'])} "
+        f"(XLA temp: {f(r['diagonal_xla_temp_Tmax_over_Tmin'])})",
+        f"diagonal time / bptt time at n={n}, T={mid}: {f(r['diagonal_over_bptt_time'])}",
+        f"BrainTrace D_RTRL time / diagonal time at n={n}, T={lo}: {f(r['braintrace_d_rtrl_over_diagonal_time'])}",
+    ])
+
+
+def write_json(rows: Sequence[dict], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(rows), indent=1) + "\n")
+
+
+def plot(rows: Sequence[dict], path: str | Path, n: int | None = None) -> None:
+    """Time per update and memory vs T (log-log) per method at ``n`` (default 512, else the largest n)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["n"] for r in rows})
+    n = n if n is not None else (512 if 512 in sizes else (sizes[-1] if sizes else 0))
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for k, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        ok = sorted((r for r in rows if r["method"] == method and r["n"] == n and r["status"] == "ok"),
+                    key=lambda r: r["steps"])
+        if not ok:
+            continue
+        color = f"C{k}"
+        T = [r["steps"] for r in ok]
+        ax_t.plot(T, [r["seconds_per_update"] for r in ok], "o-", color=color, label=method)
+        ax_m.plot(T, [r["peak_rss_mb"] for r in ok], "o-", color=color, label=f"{method} peak RSS")
+        ax_m.plot(T, [max(r["xla_temp_mb"], 1e-3) for r in ok], "s--", color=color, label=f"{method} XLA temp")
+    batch = rows[0].get("batch") if rows else None
+    ax_t.set(xscale="log", yscale="log", xlabel="time steps T", ylabel="seconds per update (log)",
+             title=f"one gradient over T steps, n={n}, batch {batch}")
+    ax_m.set(xscale="log", yscale="log", xlabel="time steps T", ylabel="MB (log)", title="peak RSS and XLA temp")
+    for ax in (ax_t, ax_m):
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _single(job: dict) -> dict:
+    if job["kind"] == "measure":
+        return measure(job["method"], job["n"], job["steps"], job["batch"], repeats=job.get("repeats", 5),
+                       time_budget=job.get("time_budget", 20.0))
+    if job["kind"] == "cosine":
+        return cosine_check(job["methods"], job["n"], job["steps"], job["batch"]) | {"status": "ok"}
+    raise ValueError(f"unknown job kind {job['kind']!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m plastix.bench.online [options]``: the same as ``plastix bench online [options]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--single"]:  # hidden: one configuration in this (fresh) process, one JSON line on stdout
+        try:
+            result = _single(json.loads(argv[1]))
+        except Exception as e:
+            import traceback
+
+            traceback.print_exc()
+            result = {"status": _one_line(f"error: {type(e).__name__}: {e}")}
+        print(json.dumps(result), flush=True)
+        return
+    from plastix.cli import app
+
+    app(["bench", "online", *argv], prog_name="python -m plastix.bench.online")
+
+
+if __name__ == "__main__":
+    main()
