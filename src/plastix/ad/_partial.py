@@ -377,13 +377,16 @@ class _Composer:
             pa = np.repeat(np.arange(fa.size), counts)
             starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
             pb = order[np.arange(pa.size) + starts]
-            coords = dict(zip(a.labels, np.unravel_index(pa, ga.shape))) | dict(
-                zip(b.labels, np.unravel_index(pb, gb.shape)))
+            coords = {}
+            for axis, grid, flat in ((a, ga, pa), (b, gb, pb)):
+                if axis.labels:
+                    coords |= dict(zip(axis.labels, np.unravel_index(flat, grid.shape)))
+            n = pa.size
         else:
             grid = _Grid(labels, self.sizes)
             hits = np.nonzero((grid.eval(a) == grid.eval(b)).ravel())[0]
             coords = dict(zip(labels, np.unravel_index(hits, grid.shape)))
-        n = len(next(iter(coords.values())))
+            n = hits.size
         if n == 0:
             return False
         new = self.fresh(n)

@@ -134,6 +134,8 @@ def _axiswise(out_shape, in_shape, maps, dtype, val=None, val_labels=()) -> Part
     sizes, out_axes, in_axes = {}, [], []
     for k, m in enumerate(maps):
         if m is None:
+            if out_shape[k] != in_shape[k]:
+                raise ValueError(f"identity map between axes of sizes {out_shape[k]} and {in_shape[k]}")
             sizes[k] = out_shape[k]
             out_axes.append(Axis((k,)))
             in_axes.append(Axis((k,)))
@@ -503,7 +505,8 @@ def _pad_rule(invals, outvals, active, *, padding_config):
             src = np.arange(n)
             dst = lo + src * (interior + 1)
             keep = (dst >= 0) & (dst < m)
-            maps.append(None if keep.all() and np.array_equal(dst, src) else (int(keep.sum()), dst[keep], src[keep]))
+            identity = n == m and keep.all() and np.array_equal(dst, src)
+            maps.append(None if identity else (int(keep.sum()), dst[keep], src[keep]))
         result[0] = _axiswise(out.shape, x.shape, maps, out.dtype)
     if active[1]:
         with jax.ensure_compile_time_eval():
