@@ -5,8 +5,9 @@ Run ``plastix bench ad`` or ``python -m plastix.bench.ad`` (same options). For e
 literature) and jitted; the task's example inputs (``valid_args`` where the example gives NaNs) are broadcast
 to the batch with a small per-example relative perturbation, so examples differ (exact zeros stay zero and
 keep the task's quirks). Each method is called once (its first-call time: trace + compile + run), then all
-are timed interleaved round-robin in one process and the median per method is reported, with its ratio to
-the best JAX time (``min(jax-jacfwd, jax-jacrev)``).
+are timed interleaved round-robin in one process (each round in a fresh random order, see
+:func:`shuffled_medians`) and the median per method is reported, with its ratio to the best JAX time
+(``min(jax-jacfwd, jax-jacrev)``).
 
 Methods: ``plastix-fwd``, ``plastix-rev``, ``plastix-best`` (the candidate order with the fewest
 multiplications by :func:`plastix.count_muls`), ``jax-jacfwd``, ``jax-jacrev`` and ``asdex`` (sparsity
@@ -33,7 +34,7 @@ from . import tasks as _tasks
 from ._timing import first_call, interleaved_medians
 
 __all__ = ["METHODS", "ORDER_SOURCES", "asdex_status", "batch_args", "best_order", "candidate_orders",
-           "main", "plot", "run", "run_task", "write_json"]
+           "main", "plot", "run", "run_task", "shuffled_medians", "write_json"]
 
 METHODS = ("plastix-fwd", "plastix-rev", "plastix-best", "jax-jacfwd", "jax-jacrev", "asdex")
 JAX_METHODS = ("jax-jacfwd", "jax-jacrev")
@@ -80,6 +81,23 @@ def batch_args(args: tuple, batch: int, seed: int = 0) -> tuple:
         u = rng.uniform(-1.0, 1.0, (batch, *a.shape))
         out.append(jax.numpy.asarray(a[None] * (1.0 + PERTURBATION * u), dtype=a.dtype))
     return tuple(out)
+
+
+def shuffled_medians(fns: Mapping[str, Callable], args: tuple, repeats: int, seed: int = 0) -> dict[str, float]:
+    """Median seconds per call of each compiled function: ``repeats`` round-robin rounds, each calling every
+    function once in a fresh seeded random order.
+
+    A fixed order biases the times: a call right after a heavy one (e.g. jax-jacfwd on Perceptron, 20 ms) was
+    measured up to ~1.8x slower on 2 CPU cores, so whichever method follows it in the fixed order would lose.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name, t in interleaved_medians({names[k]: fns[names[k]] for k in rng.permutation(len(names))},
+                                           args, 1).items():
+            times[name].append(t)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _max_abs_diff(got, want) -> float:
@@ -148,12 +166,14 @@ def run_task(name: str, *, batch: int = 512, repeats: int = 100, include_asdex: 
             firsts[method], fns[method] = setup + seconds, fn
         except Exception as e:  # a method that cannot handle the task is reported, not fatal
             errors[method] = " ".join(f"{type(e).__name__}: {e}".split())[:160]
-    medians = interleaved_medians(fns, xs, repeats) if fns else {}
+    if fns:
+        shuffled_medians(fns, xs, 1, seed + 1)  # one untimed round: every method warm before timing
+    medians = shuffled_medians(fns, xs, repeats, seed) if fns else {}
     jax_times = [medians[m] for m in JAX_METHODS if m in medians]
     best_jax = min(jax_times) if jax_times else math.nan
 
     ref = outs.get("jax-jacrev")
-    echo(f"\n{name}: batch {batch}, {repeats} interleaved repeats; best order {best_name!r} "
+    echo(f"\n{name}: batch {batch}, {repeats} shuffled round-robin repeats; best order {best_name!r} "
          f"(muls per example: {', '.join(f'{k} {v}' for k, v in muls.items())})"
          + ("; valid_args (example input has NaNs)" if task.valid_args is not None else ""))
     if ref is not None and _nonfinite_fraction(ref) > 0:
