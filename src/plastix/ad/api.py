@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import tree_flatten, tree_unflatten
 
 from ._eliminate import Order, eliminate, resolve_order
@@ -108,11 +109,27 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
         >>> jac = plastix.jacve(lambda W, x: jnp.tanh(W @ x), argnums=(0, 1))(W, x)
     """
 
-    def jac_fun(*args, **kwargs):
+    def traced_jac(*args, **kwargs):
         traced = _Traced(fun, argnums, has_aux, args, kwargs, "jacve")
         edges, _ = eliminate(traced.graph, resolve_order(traced.graph, order))
         jac = traced.assemble(edges, sparse)
         return (jac, traced.aux()) if has_aux else jac
+
+    def jac_fun(*args, **kwargs):
+        leaves = jax.tree.leaves((args, kwargs))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return traced_jac(*args, **kwargs)
+        # Called eagerly: compile the whole accumulation once instead of dispatching it op by op.
+        positions = [k for k, a in enumerate(args) if isinstance(a, jax.Array | np.ndarray | float | int)
+                     and not isinstance(a, bool)]
+
+        def with_arrays(*arrays):
+            full = list(args)
+            for k, a in zip(positions, arrays):
+                full[k] = a
+            return traced_jac(*full, **kwargs)
+
+        return jax.jit(with_arrays)(*[args[k] for k in positions])
 
     return jac_fun
 
