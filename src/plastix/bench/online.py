@@ -83,8 +83,10 @@ def init_params(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 def make_data(steps: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Time-major Bernoulli(0.05) input spikes ``(T, batch, 700)`` as uint8, and labels ``(T, batch)``."""
     rng = np.random.default_rng(seed + 1)
-    xs = (rng.random((steps, batch, N_IN), dtype=np.float32) < INPUT_RATE).astype(np.uint8)
     label = rng.integers(0, N_OUT, batch)
+    xs = np.empty((steps, batch, N_IN), np.uint8)
+    for t in range(0, steps, 64):  # in chunks: a float32 temporary of the whole sequence would dominate peak RSS
+        xs[t:t + 64] = rng.random((min(64, steps - t), batch, N_IN), dtype=np.float32) < INPUT_RATE
     return xs, np.broadcast_to(label, (steps, batch)).astype(np.int32).copy()
 
 
