@@ -10,9 +10,9 @@ import numpy as np
 from jax.extend import core
 
 from ._partial import Partial, add
-from ._rules import bind, dense_rules, is_concrete, rules
+from ._rules import active_call, bind, dense_rules, is_concrete, rules
 
-__all__ = ["Graph", "VertexInfo", "build_graph"]
+__all__ = ["Graph", "VertexInfo", "build_graph", "reachable"]
 
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2", "name"}
 
@@ -194,23 +194,11 @@ class _Builder:
         return [[r] for r in result]
 
 
-def _active_call(primitive, params, invals, active):
-    idx = [k for k, a in enumerate(active) if a]
-
-    def f(*xs):
-        args = list(invals)
-        for k, x in zip(idx, xs):
-            args[k] = x
-        return bind(primitive, params, args)
-
-    return f, idx, [invals[k] for k in idx]
-
-
 def _custom_jvp_partials(primitive, params, invals, outvals, active):
     """Partials of a ``custom_jvp`` function from its JVP rule (not from its primal implementation)."""
     from ._eliminate import sub_jacobian
 
-    f, idx, primals = _active_call(primitive, params, invals, active)
+    f, idx, primals = active_call(primitive, params, invals, active)
     blocks = sub_jacobian(lambda *tangents: jax.jvp(f, primals, list(tangents))[1], primals)
     result: list = [None] * len(invals)
     for j, k in enumerate(idx):
@@ -222,7 +210,7 @@ def _custom_vjp_partials(primitive, params, invals, outvals, active):
     """Partials of a ``custom_vjp`` function: the structured Jacobian of its VJP, transposed."""
     from ._eliminate import sub_jacobian
 
-    f, idx, primals = _active_call(primitive, params, invals, active)
+    f, idx, primals = active_call(primitive, params, invals, active)
     outs, vjp = jax.vjp(f, *primals)
     diff = [o for o, out in enumerate(outs) if _inexact(out)]
 
@@ -268,16 +256,23 @@ def build_graph(closed_jaxpr, args, n_outputs: int | None = None) -> Graph:
     return _prune_and_number(builder, input_ids, sinks, values, n_in)
 
 
-def _prune_and_number(builder, input_ids, sinks, values, n_in):
-    preds: dict[int, list[int]] = {}
-    for (u, w) in builder.edges:
-        preds.setdefault(w, []).append(u)
-    live, stack = set(sinks), list(sinks)
+def reachable(edges, start, *, backward: bool = False) -> set[int]:
+    """Vertices reachable from ``start`` along ``edges`` (``{(u, w): ...}``), or against them."""
+    neighbours: dict[int, list[int]] = {}
+    for (u, w) in edges:
+        a, b = (w, u) if backward else (u, w)
+        neighbours.setdefault(a, []).append(b)
+    seen, stack = set(start), list(start)
     while stack:
-        for u in preds.get(stack.pop(), []):
-            if u not in live:
-                live.add(u)
-                stack.append(u)
+        for v in neighbours.get(stack.pop(), []):
+            if v not in seen:
+                seen.add(v)
+                stack.append(v)
+    return seen
+
+
+def _prune_and_number(builder, input_ids, sinks, values, n_in):
+    live = reachable(builder.edges, sinks, backward=True)
     intermediates = sorted(i for i, v in builder.info.items() if v.role == "intermediate" and i in live)
     renumber = {old: k + 1 for k, old in enumerate(intermediates)}
     renumber |= {old: 1 - n_in + k for k, old in enumerate(input_ids)}

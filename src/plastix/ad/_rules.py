@@ -50,6 +50,19 @@ def bind(primitive, params: dict, invals):
     return list(out) if primitive.multiple_results else [out]
 
 
+def active_call(primitive, params: dict, invals, active):
+    """The equation as a function of its active inputs only: ``(f, active positions, active values)``."""
+    idx = [k for k, a in enumerate(active) if a]
+
+    def f(*xs):
+        args = list(invals)
+        for k, x in zip(idx, xs):
+            args[k] = x
+        return bind(primitive, params, args)
+
+    return f, idx, [invals[k] for k in idx]
+
+
 def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
@@ -89,15 +102,8 @@ def defdense(primitive) -> None:
     """
 
     def rule(invals, outvals, active, **params):
-        idx = [k for k, a in enumerate(active) if a]
-
-        def f(*xs):
-            args = list(invals)
-            for k, x in zip(idx, xs):
-                args[k] = x
-            return bind(primitive, params, args)
-
-        jac = jax.jacfwd(f, argnums=tuple(range(len(idx))))(*[invals[k] for k in idx])
+        f, idx, primals = active_call(primitive, params, invals, active)
+        jac = jax.jacfwd(f, argnums=tuple(range(len(idx))))(*primals)
         result: list = [None] * len(invals)
         for j, k in enumerate(idx):
             blocks = [_dense_block(jac[o][j], out, invals[k]) for o, out in enumerate(outvals)]

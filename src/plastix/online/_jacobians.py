@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ..ad._eliminate import eliminate, resolve_order
-from ..ad._graph import Graph
+from ..ad._graph import Graph, reachable
 from ..ad._partial import Partial, compose
 from ..ad.api import _Traced
 
@@ -51,19 +51,6 @@ def vjp(cotangent, p: Partial):
     return jnp.zeros(p.in_shape, p.dtype) if product is None else product.todense()
 
 
-def _state_derived(graph: Graph, state_inputs) -> set[int]:
-    succs: dict[int, list[int]] = {}
-    for (u, w) in graph.edges:
-        succs.setdefault(u, []).append(w)
-    seen, stack = set(state_inputs), list(state_inputs)
-    while stack:
-        for w in succs.get(stack.pop(), []):
-            if w not in seen:
-                seen.add(w)
-                stack.append(w)
-    return seen
-
-
 def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) -> StepJacobians:
     """Trace ``step(params, state, x) -> (new_state, out)`` and eliminate the graph of its new state once.
 
@@ -80,7 +67,7 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
     H_local = None
     if local:
         state_ids = g.inputs[n_params:]
-        derived = _state_derived(g, state_ids)
+        derived = reachable(g.edges, state_ids)
         kept = {k: p for k, p in g.edges.items() if k[0] in derived and is_local(p)}
         pruned = Graph(state_ids, g.outputs, kept, g.info, g.values)
         local_edges, _ = eliminate(pruned, resolve_order(pruned, order))
