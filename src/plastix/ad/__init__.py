@@ -4,6 +4,8 @@ Trace a JAX function to its jaxpr, put the structured elemental partial of every
 computational graph, and accumulate the Jacobian by cross-country vertex elimination in any order.
 """
 
+from . import orders
+from ._cost import CostGraph
 from ._eliminate import eliminate, resolve_order
 from ._graph import Graph, VertexInfo, build_graph
 from ._partial import Axis, Partial
@@ -12,6 +14,7 @@ from .api import count_muls, graph, jacve
 
 __all__ = [
     "Axis",
+    "CostGraph",
     "Graph",
     "Partial",
     "VertexInfo",
@@ -24,6 +27,7 @@ __all__ = [
     "eliminate",
     "graph",
     "jacve",
+    "orders",
     "resolve_order",
     "rules",
 ]

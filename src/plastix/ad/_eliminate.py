@@ -11,23 +11,26 @@ from ._partial import Partial, add, compose
 
 __all__ = ["eliminate", "resolve_order", "sub_jacobian"]
 
-Order = str | Sequence[int]
+Order = str | Sequence[int]  # or a plastix.ad.orders.Order
 
 
 def resolve_order(graph: Graph, order: Order) -> list[int]:
-    """Turn ``"fwd"``, ``"rev"`` or a sequence of vertex ids into a validated elimination order.
+    """Turn an order name, a saved :class:`plastix.ad.orders.Order` or a sequence of vertex ids into a validated
+    elimination order.
+
+    Names: ``"fwd"``/``"forward"``, ``"rev"``/``"reverse"``, ``"markowitz"``, ``"reverse_markowitz"``,
+    ``"min_fill"`` and ``"search"`` (see :mod:`plastix.ad.orders`; computed here, outside any jit).
 
     Raises:
-        ValueError: for an unknown order name, or a sequence that is not a permutation of
-            ``graph.vertices`` (the message lists the missing, repeated and unknown ids).
+        ValueError: for an unknown order name (the message lists the valid ones), a saved order made for another
+            graph, or a sequence that is not a permutation of ``graph.vertices`` (the message lists the missing,
+            repeated and unknown ids).
     """
+    from . import orders
+
     vertices = graph.vertices
-    if isinstance(order, str):
-        if order in ("fwd", "forward"):
-            return list(vertices)
-        if order in ("rev", "reverse"):
-            return list(reversed(vertices))
-        raise ValueError(f"unknown elimination order {order!r}; expected 'fwd', 'rev' or a sequence of vertex ids")
+    if isinstance(order, str | orders.Order):
+        order = orders.resolve(graph, order)
     order = list(order)
     known = set(vertices)
     seen: set = set()

@@ -93,7 +93,10 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
     Args:
         fun: function of arrays (pytrees allowed) returning arrays (pytrees allowed).
         argnums: which positional arguments to differentiate (int or tuple, as in JAX).
-        order: ``"fwd"``, ``"rev"`` or a sequence of vertex ids (a permutation of ``graph(...).vertices``).
+        order: ``"fwd"``, ``"rev"``, ``"markowitz"``, ``"reverse_markowitz"``, ``"min_fill"``, ``"search"``
+            (searched once per graph, then cached; see :mod:`plastix.ad.orders`), a saved
+            :class:`plastix.ad.orders.Order`, or a sequence of vertex ids (a permutation of
+            ``graph(...).vertices``).
         has_aux: ``fun`` returns ``(out, aux)``; the Jacobian function then returns ``(jac, aux)``.
         sparse: return structured :class:`Partial` blocks instead of dense arrays (call ``.todense()``).
 

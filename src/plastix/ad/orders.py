@@ -1,0 +1,392 @@
+"""Vertex elimination orders: classic heuristics, an anytime search, and saved orders tied to their graph.
+
+Every function takes a :class:`~plastix.ad.Graph` (from ``plastix.graph(f)(*args)``) or its
+:class:`~plastix.ad.CostGraph` and returns a permutation of ``graph.vertices``. Multiplications are counted on the
+cost graph with the convention of :func:`plastix.count_muls`.
+
+Heuristics (also accepted by name as ``plastix.jacve(f, order=...)``):
+
+* ``forward`` / ``reverse``: increasing / decreasing vertex id.
+* ``markowitz``: AlphaGrad's "minimal Markowitz" with structure-aware weights: after pre-eliminating the vertices
+  of Markowitz degree < 2 (one predecessor and one successor), repeatedly eliminate the vertex whose elimination
+  costs the fewest multiplications now (for scalar partials this is |predecessors| x |successors|, the Markowitz
+  degree; for tensors the products' sizes), ties to the lowest id.
+* ``reverse_markowitz``: the same, ties to the highest id (reverse mode's preference).
+* ``min_fill``: lowest fill-in first (fewest new edges), ties by cost, then lowest id.
+
+:func:`search` improves on the best heuristic by randomised greedy rollouts and simulated annealing on the order.
+``order="search"`` in :func:`plastix.jacve` runs it once per graph fingerprint and keeps the result in a cache
+directory (:func:`cache_dir`); an :class:`Order` carries its graph's fingerprint and refuses other graphs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._cost import CostGraph, CostState
+from ._graph import Graph
+
+__all__ = ["HEURISTICS", "NAMES", "Order", "SEARCH_SECONDS", "cache_dir", "cached_search", "forward",
+           "load_order", "markowitz", "min_fill", "reverse", "reverse_markowitz", "search"]
+
+GraphLike = Graph | CostGraph
+
+SEARCH_SECONDS = 10.0  # budget of ``order="search"`` when the cache has no order for the graph yet
+
+
+def _cost_graph(graph: GraphLike) -> CostGraph:
+    return graph if isinstance(graph, CostGraph) else CostGraph(graph)
+
+
+def forward(graph: GraphLike) -> list[int]:
+    """Forward mode: vertices in increasing id (the order of the traced program)."""
+    return list(graph.vertices)
+
+
+def reverse(graph: GraphLike) -> list[int]:
+    """Reverse mode: vertices in decreasing id."""
+    return list(reversed(graph.vertices))
+
+
+def _pre_eliminate(state: CostState, order: list[int]) -> None:
+    """Eliminate vertices with one predecessor and one successor (Markowitz degree < 2), in forward sweeps."""
+    changed = True
+    while changed:
+        changed = False
+        for v in state.remaining():
+            if len(state.pred[v]) * len(state.succ[v]) < 2:
+                state.eliminate(v)
+                order.append(v)
+                changed = True
+
+
+def _greedy(graph: GraphLike, score: Callable[[CostState, int], tuple]) -> list[int]:
+    """Repeatedly eliminate the remaining vertex with the smallest ``score(state, v)``."""
+    state = _cost_graph(graph).start()
+    order: list[int] = []
+    _pre_eliminate(state, order)
+    remaining = set(state.remaining())
+    while remaining:
+        v = min(remaining, key=lambda x: score(state, x))
+        state.eliminate(v)
+        remaining.discard(v)
+        order.append(v)
+    return order
+
+
+def markowitz(graph: GraphLike) -> list[int]:
+    """Lowest Markowitz degree first, with structure-aware weights (see the module docstring)."""
+    return _greedy(graph, lambda s, v: (s.cost(v), v))
+
+
+def reverse_markowitz(graph: GraphLike) -> list[int]:
+    """Lowest Markowitz degree first, ties to the highest vertex id."""
+    return _greedy(graph, lambda s, v: (s.cost(v), -v))
+
+
+def min_fill(graph: GraphLike) -> list[int]:
+    """Lowest fill-in first (fewest new edges), ties by multiplications, then lowest id."""
+    return _greedy(graph, lambda s, v: (s.fill(v), s.cost(v), v))
+
+
+HEURISTICS: dict[str, Callable[[GraphLike], list[int]]] = {
+    "fwd": forward,
+    "rev": reverse,
+    "markowitz": markowitz,
+    "reverse_markowitz": reverse_markowitz,
+    "min_fill": min_fill,
+}
+# every order name plastix.jacve accepts ("forward"/"reverse" are aliases of "fwd"/"rev")
+NAMES = (*HEURISTICS, "search")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Search
+
+
+def _rollout(cg: CostGraph, rng: random.Random, noise: float, bound: float) -> tuple[list[int], int]:
+    """A greedy Markowitz rollout with each score scaled by a log-normal factor of spread ``noise``.
+
+    Stops early (returns muls > bound) once the running count exceeds ``bound``.
+    """
+    state = cg.start()
+    order: list[int] = []
+    _pre_eliminate(state, order)
+    remaining = set(state.remaining())
+    cost = {v: state.cost(v) for v in remaining}
+    gauss = rng.gauss
+    while remaining:
+        v = min(remaining, key=lambda x: ((cost[x] + 1) * math.exp(noise * gauss(0.0, 1.0)), x))
+        ins, outs = list(state.pred[v]), list(state.succ[v])
+        state.eliminate(v)
+        remaining.discard(v)
+        order.append(v)
+        if state.muls > bound:
+            order += sorted(remaining)
+            return order, state.muls
+        for x in ins + outs:
+            if x in remaining:
+                cost[x] = state.cost(x)
+    return order, state.muls
+
+
+class _Annealer:
+    """Simulated annealing on a permutation, evaluated on the cost graph with prefix snapshots and early exit."""
+
+    STRIDE = 8  # a snapshot of the elimination state every STRIDE positions of the current order
+
+    def __init__(self, cg: CostGraph, order: list[int], rng: random.Random):
+        self.cg, self.rng = cg, rng
+        self.order = list(order)
+        self.muls, self.snaps = self._run(self.order, 0, math.inf, record=True)
+
+    def _run(self, order, start: int, bound: float, record: bool = False):
+        """Count ``order`` from the snapshot at or before ``start``; ``(muls, snapshots)`` (muls > bound: gave up)."""
+        k = start // self.STRIDE
+        state = self.snaps[k].copy() if k else self.cg.start()
+        snaps = self.snaps[:k + 1] if k else [None]
+        for pos in range(k * self.STRIDE, len(order)):
+            if record and pos > k * self.STRIDE and pos % self.STRIDE == 0:
+                snaps.append(state.copy())
+            state.eliminate(order[pos])
+            if state.muls > bound:
+                return state.muls, None
+        return state.muls, snaps
+
+    def _propose(self) -> tuple[list[int], int]:
+        n, rng = len(self.order), self.rng
+        i, j = sorted(rng.sample(range(n), 2))
+        new = self.order[:]
+        move = rng.random()
+        if move < 0.4:  # move one vertex
+            if rng.random() < 0.5:
+                new.insert(j, new.pop(i))
+            else:
+                new.insert(i, new.pop(j))
+        elif move < 0.8:  # swap two
+            new[i], new[j] = new[j], new[i]
+        else:  # reverse a short segment
+            j = min(j, i + 6)
+            new[i:j + 1] = new[i:j + 1][::-1]
+        return new, i
+
+    def step(self, temperature: float) -> None:
+        """One proposal: accepted by the Metropolis rule (a threshold drawn first, so a bad count stops early)."""
+        new, first = self._propose()
+        u = self.rng.random()
+        bound = self.muls - temperature * math.log(u) if temperature > 0 and u > 0 else self.muls
+        muls, _ = self._run(new, first, bound)
+        if muls <= bound:
+            self.order = new
+            self.muls, self.snaps = self._run(new, first, math.inf, record=True)
+
+
+def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
+           max_evals: int | None = None) -> tuple[list[int], int]:
+    """An anytime search for an elimination order with few multiplications.
+
+    Starts from the best heuristic of :data:`HEURISTICS`, then alternates randomised greedy Markowitz rollouts
+    (log-normal noise on the scores) with simulated-annealing runs (move / swap / reverse-segment proposals)
+    started from the best order so far. Never worse than the best heuristic. The same ``seed`` and the same
+    number of evaluations give the same result; with ``max_evals`` the search is deterministic.
+
+    Args:
+        graph: a :class:`~plastix.ad.Graph` or its :class:`~plastix.ad.CostGraph`.
+        seconds: wall-clock budget (the search stops at the first evaluation past it).
+        seed: seeds the search's random numbers.
+        max_evals: also stop after this many evaluated orders (rollouts and annealing proposals).
+
+    Returns:
+        ``(order, muls)``: the best order found and its multiplication count.
+    """
+    deadline = time.perf_counter() + seconds
+    cg = _cost_graph(graph)
+    best_order, best = None, math.inf
+    for heuristic in HEURISTICS.values():
+        order = heuristic(cg)
+        muls = cg.count(order)
+        if muls < best:
+            best_order, best = order, muls
+    if len(cg.vertices) < 2:
+        return best_order, best
+    rng = random.Random(seed)
+    evals = 0
+    budget = math.inf if max_evals is None else max_evals
+
+    def more() -> bool:
+        return evals < budget and time.perf_counter() < deadline
+
+    run = 0
+    while more():
+        # a round: rollouts, then annealing from the best order (restart) with a cooling schedule
+        for _ in range(20):
+            if not more():
+                break
+            order, muls = _rollout(cg, rng, rng.choice((0.1, 0.3, 0.6, 1.0)), best)
+            evals += 1
+            if muls < best:
+                best_order, best = order, muls
+        annealer = _Annealer(cg, best_order, rng)
+        steps = 2000 * (1 + run % 4)
+        t0 = 0.02 * best / max(1, math.sqrt(len(cg.vertices)))
+        for k in range(steps):
+            if not more():
+                break
+            annealer.step(t0 * (1.0 - k / steps))
+            evals += 1
+            if annealer.muls < best:
+                best_order, best = list(annealer.order), annealer.muls
+        run += 1
+    return best_order, int(best)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saved orders
+
+
+@dataclass(frozen=True)
+class Order:
+    """An elimination order bound to the graph it was made for.
+
+    ``plastix.jacve(f, order=saved)`` accepts it and refuses a graph with another fingerprint.
+
+    Attributes:
+        vertices: the elimination order (vertex ids).
+        fingerprint: :meth:`Graph.fingerprint` of the graph it belongs to.
+        muls: its multiplication count.
+        method: how it was made (``"search"``, a heuristic name, ...).
+        info: free-form metadata (search seconds, seed, evaluations).
+    """
+
+    vertices: tuple[int, ...]
+    fingerprint: str
+    muls: int
+    method: str = ""
+    info: dict | None = None
+
+    @classmethod
+    def of(cls, graph: GraphLike, vertices, method: str = "", info: dict | None = None) -> Order:
+        """The order ``vertices`` for ``graph``, with its fingerprint and multiplication count."""
+        cg = _cost_graph(graph)
+        vertices = tuple(int(v) for v in vertices)
+        return cls(vertices, cg.fingerprint, cg.count(vertices), method, info)
+
+    def check(self, graph: GraphLike) -> list[int]:
+        """The vertex list, after checking that ``graph`` is the graph this order was made for.
+
+        Raises:
+            ValueError: the graph's fingerprint differs.
+        """
+        got = graph.fingerprint if isinstance(graph, CostGraph) else graph.fingerprint()
+        if got != self.fingerprint:
+            raise ValueError(f"elimination order made for graph {self.fingerprint} ({self.method or 'saved'}, "
+                             f"{len(self.vertices)} vertices) cannot be applied to graph {got} "
+                             f"({len(graph.vertices)} vertices): the traced program, shapes or dtypes differ; "
+                             f"make a new order for this graph")
+        return list(self.vertices)
+
+    def to_json(self) -> dict:
+        return {"fingerprint": self.fingerprint, "vertices": list(self.vertices), "muls": self.muls,
+                "method": self.method, "info": self.info or {}}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the order as JSON, atomically (a temporary file, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_json(), f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def load_order(path: str | os.PathLike) -> Order:
+    """Read an :class:`Order` written by :meth:`Order.save`.
+
+    Raises:
+        ValueError: the file is not a saved order.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+        return Order(tuple(int(v) for v in data["vertices"]), str(data["fingerprint"]), int(data["muls"]),
+                     str(data.get("method", "")), dict(data.get("info") or {}))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a saved elimination order (expected JSON with 'fingerprint', "
+                         f"'vertices', 'muls'): {type(e).__name__}: {e}") from None
+
+
+def cache_dir() -> Path:
+    """Where searched orders are cached: ``$PLASTIX_CACHE_DIR``, else ``$XDG_CACHE_HOME/plastix/orders``, else
+    ``~/.cache/plastix/orders``."""
+    if os.environ.get("PLASTIX_CACHE_DIR"):
+        return Path(os.environ["PLASTIX_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "plastix" / "orders"
+
+
+def _cache_path(fingerprint: str) -> Path:
+    return cache_dir() / f"{fingerprint}.json"
+
+
+def cached(graph: GraphLike) -> Order | None:
+    """The cached searched order of ``graph``, or ``None`` (also for an unreadable cache file)."""
+    fingerprint = graph.fingerprint if isinstance(graph, CostGraph) else graph.fingerprint()
+    path = _cache_path(fingerprint)
+    if not path.exists():
+        return None
+    try:
+        order = load_order(path)
+    except ValueError:
+        return None
+    return order if order.fingerprint == fingerprint else None
+
+
+def store(order: Order) -> Order:
+    """Cache ``order`` unless the cache holds one with fewer multiplications; returns the cached one."""
+    path = _cache_path(order.fingerprint)
+    old = None
+    if path.exists():
+        try:
+            old = load_order(path)
+        except ValueError:
+            old = None
+    if old is not None and old.fingerprint == order.fingerprint and old.muls <= order.muls:
+        return old
+    order.save(path)
+    return order
+
+
+def cached_search(graph: GraphLike, *, seconds: float = SEARCH_SECONDS, seed: int = 0) -> Order:
+    """The searched order of ``graph`` from the cache, or a :func:`search` of ``seconds`` stored in the cache."""
+    cg = _cost_graph(graph)
+    hit = cached(cg)
+    if hit is not None:
+        return hit
+    start = time.perf_counter()
+    vertices, _ = search(cg, seconds=seconds, seed=seed)
+    info = {"seconds": round(time.perf_counter() - start, 3), "seed": seed}
+    return store(Order.of(cg, vertices, "search", info))
+
+
+def resolve(graph: Graph, order: str | Order) -> list[int]:
+    """The vertex list of a named order or an :class:`Order` for ``graph`` (used by ``plastix.jacve``)."""
+    if isinstance(order, Order):
+        return order.check(graph)
+    if order == "search":
+        return list(cached_search(graph).vertices)
+    heuristic = HEURISTICS.get({"forward": "fwd", "reverse": "rev"}.get(order, order))
+    if heuristic is None:
+        raise ValueError(f"unknown elimination order {order!r}; expected one of {', '.join(map(repr, NAMES))}, "
+                         f"'forward', 'reverse', a plastix.ad.orders.Order or a sequence of vertex ids")
+    return heuristic(graph)
