@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
     for name, o in (("fwd", "fwd"), ("rev", "rev"), ("custom", order)):
         errors[name] = float(jnp.max(jnp.abs(plastix.jacve(f, order=o)(x) - reference)))
     print("max |jacve - jax.jacrev|: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
-    return {"order": order, "muls": muls, "max_error": max(errors.values())}
+    return {"vertices": graph.vertices, "order": order, "muls": muls, "max_error": max(errors.values())}
 
 
 if __name__ == "__main__":
