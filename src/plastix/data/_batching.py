@@ -1,17 +1,114 @@
-"""Stratified train/test splits and seeded mini-batch iteration over in-memory arrays."""
+"""The batching interface every dataset shares: stratified train/test splits and seeded mini-batches.
+
+A *dataset* (:class:`SpikeDataset`) knows its labels, its shape ``(steps, num_inputs)`` per sample and its
+number of classes, and materialises dense spike trains only for the samples of one batch
+(:meth:`SpikeDataset.take`), so a large dataset (SHD, a big Randman set) is never densified as a whole.
+:func:`iterate` walks a dataset once in a seeded order, and drops, pads or keeps a short last batch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["batches", "num_batches", "stratified_split", "train_test_split"]
+__all__ = [
+    "LAST_BATCH",
+    "ArrayDataset",
+    "Batch",
+    "DataError",
+    "SpikeDataset",
+    "Subset",
+    "batches",
+    "iterate",
+    "num_batches",
+    "split",
+    "stratified_split",
+    "train_test_split",
+]
+
+LAST_BATCH = ("drop", "pad", "keep")
+
+
+class DataError(ValueError):
+    """A dataset file or array that does not have the expected layout (the message names file, key and what
+    was expected)."""
+
+
+@runtime_checkable
+class SpikeDataset(Protocol):
+    """What the training loop needs from a dataset."""
+
+    labels: np.ndarray  # (N,) int32 class indices
+    num_classes: int
+    steps: int
+    num_inputs: int
+
+    def __len__(self) -> int: ...
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Dense spikes ``(len(indices), steps, num_inputs)`` float32 of the given samples."""
+        ...
+
+
+class ArrayDataset:
+    """A dataset held in memory as a dense array ``xs`` of shape ``(N, steps, num_inputs)``."""
+
+    def __init__(self, xs, labels, num_classes: int | None = None):
+        xs, labels = np.asarray(xs, np.float32), np.asarray(labels)
+        if xs.ndim != 3:
+            raise DataError(f"xs must have shape (N, steps, inputs), got {xs.shape}")
+        _check_labels(xs.shape[0], labels)
+        self.xs, self.labels = xs, labels.astype(np.int32)
+        self.num_classes = int(num_classes if num_classes is not None else labels.max(initial=-1) + 1)
+        self.steps, self.num_inputs = xs.shape[1], xs.shape[2]
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return self.xs[np.asarray(indices)]
+
+
+class Subset:
+    """The samples ``indices`` of another dataset (a view: nothing is copied or densified)."""
+
+    def __init__(self, dataset: SpikeDataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices, np.int64)
+        self.labels = dataset.labels[self.indices]
+        self.num_classes, self.steps, self.num_inputs = dataset.num_classes, dataset.steps, dataset.num_inputs
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return self.dataset.take(self.indices[np.asarray(indices)])
+
+
+class Batch(NamedTuple):
+    """One mini-batch: spikes ``(B, steps, inputs)``, labels ``(B,)`` and which rows are real samples."""
+
+    xs: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
 
 
 def _check_seed(seed) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def _order(n: int, shuffle: bool, seed: int) -> np.ndarray:
+    if not shuffle:
+        return np.arange(n)
+    _check_seed(seed)
+    return np.random.default_rng(seed).permutation(n)
+
+
+def _check_labels(n: int, labels: np.ndarray) -> None:
+    if labels.shape != (n,):
+        raise DataError(f"xs and labels disagree on the number of samples: {n} vs labels of shape {labels.shape}")
 
 
 def stratified_split(labels, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +134,14 @@ def stratified_split(labels, test_fraction: float = 0.2, *, seed: int = 0) -> tu
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+def split(dataset: SpikeDataset, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[Subset, Subset]:
+    """Stratified ``(train, test)`` views of a dataset (see :func:`stratified_split`)."""
+    train, test = stratified_split(dataset.labels, test_fraction, seed=seed)
+    return Subset(dataset, train), Subset(dataset, test)
+
+
 def train_test_split(xs, labels, test_fraction: float = 0.2, *, seed: int = 0):
-    """Stratified split of ``(xs, labels)``: returns ``(x_train, y_train), (x_test, y_test)``."""
+    """Stratified split of in-memory arrays: returns ``(x_train, y_train), (x_test, y_test)``."""
     xs, labels = np.asarray(xs), np.asarray(labels)
     if xs.shape[:1] != labels.shape[:1]:
         raise ValueError(f"xs and labels disagree on the number of samples: {xs.shape[0]} vs {labels.shape[0]}")
@@ -47,33 +150,61 @@ def train_test_split(xs, labels, test_fraction: float = 0.2, *, seed: int = 0):
 
 
 def num_batches(n: int, batch_size: int, *, drop_last: bool = False) -> int:
-    """How many batches :func:`batches` yields for ``n`` samples."""
+    """How many batches :func:`iterate` (or :func:`batches`) yields for ``n`` samples."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def batches(xs, labels, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-            drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(x_batch, y_batch)`` pairs covering the data once.
+def iterate(dataset: SpikeDataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, last: str = "drop",
+            shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+    """Walk a dataset once in mini-batches, materialising one batch at a time.
 
     Args:
-        xs, labels: arrays with the same leading length.
+        dataset: any :class:`SpikeDataset`.
         batch_size: samples per batch.
         shuffle: visit samples in an order drawn from ``seed`` (else in order).
         seed: seed of the shuffle; use a different one per epoch (e.g. ``seed + epoch``).
-        drop_last: skip the final batch when it is smaller than ``batch_size``.
+        last: a short final batch is dropped (``"drop"``), padded with silent samples of label 0 whose
+            ``mask`` is ``False`` (``"pad"``), or yielded as it is (``"keep"``).
+        shard: ``(index, count)``: yield only the ``index``-th of ``count`` equal row blocks of every batch (one
+            process's part of a global batch); ``batch_size`` must be divisible by ``count``.
+
+    Raises:
+        ValueError: bad ``batch_size``, ``last``, ``seed`` or ``shard``.
     """
+    if last not in LAST_BATCH:
+        raise ValueError(f"last must be one of {', '.join(map(repr, LAST_BATCH))}, got {last!r}")
+    n = len(dataset)
+    count = num_batches(n, batch_size, drop_last=last == "drop")
+    index, parts = shard
+    if not 0 <= index < parts or batch_size % parts:
+        raise ValueError(f"shard {shard!r} must be (index, count) with 0 <= index < count and count dividing "
+                         f"batch_size {batch_size}")
+    order = _order(n, shuffle, seed)
+    rows = batch_size // parts
+    for b in range(count):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        mask = np.ones(idx.shape[0], bool)
+        if last == "pad" and idx.shape[0] < batch_size:
+            mask = np.arange(batch_size) < idx.shape[0]
+            idx = np.concatenate([idx, np.zeros(batch_size - idx.shape[0], idx.dtype)])
+        if parts > 1:
+            idx, mask = idx[index * rows:(index + 1) * rows], mask[index * rows:(index + 1) * rows]
+        xs = np.asarray(dataset.take(idx), np.float32)
+        if not mask.all():
+            xs = xs * mask[:, None, None]
+        yield Batch(xs, np.where(mask, dataset.labels[idx], 0).astype(np.int32), mask)
+
+
+def batches(xs, labels, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+            drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(x_batch, y_batch)`` pairs of in-memory arrays covering the data once (see :func:`iterate`)."""
     xs, labels = np.asarray(xs), np.asarray(labels)
     if xs.shape[:1] != labels.shape[:1]:
         raise ValueError(f"xs and labels disagree on the number of samples: {xs.shape[0]} vs {labels.shape[0]}")
-    n = labels.shape[0]
-    count = num_batches(n, batch_size, drop_last=drop_last)
-    if shuffle:
-        _check_seed(seed)
-        order = np.random.default_rng(seed).permutation(n)
-    else:
-        order = np.arange(n)
+    count = num_batches(labels.shape[0], batch_size, drop_last=drop_last)
+    order = _order(labels.shape[0], shuffle, seed)
     for b in range(count):
         idx = order[b * batch_size:(b + 1) * batch_size]
         yield xs[idx], labels[idx]
