@@ -162,6 +162,8 @@ def bench_online(
     batch: Annotated[int, typer.Option(min=1, help="Sequences per training step.")] = 32,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed per configuration (its own process).")] = 300,
     repeats: Annotated[int, typer.Option(min=1, help="Timed calls per configuration (fewer past 20 s).")] = 5,
+    network: Annotated[str, typer.Option(help="recurrent (LIF with recurrent weights, BrainTrace's model) or "
+                                              "feedforward.")] = "recurrent",
     all_: Annotated[bool, typer.Option("--all", help="Also run BrainTrace D_RTRL at n>=512, T>=1000.")] = False,
     cosine: Annotated[bool, typer.Option(help="Gradient cosine to BPTT at the smallest n and T.")] = True,
     braintrace_python: Annotated[str | None, typer.Option(help="Python interpreter with braintrace installed "
@@ -178,8 +180,11 @@ def bench_online(
     if unknown or not method_list:
         raise typer.BadParameter(f"unknown method(s) {', '.join(map(repr, unknown)) or repr(methods)} for --methods; "
                                  f"choose from {', '.join(online.METHODS)}")
+    if network not in online.NETWORKS:
+        raise typer.BadParameter(f"unknown network {network!r} for --network; choose from {', '.join(online.NETWORKS)}")
     rows = online.run(size_list, step_list, method_list, batch=batch, timeout=timeout, repeats=repeats,
-                      include_hopeless=all_, cosine=cosine, braintrace_python=braintrace_python, echo=typer.echo)
+                      network=network, include_hopeless=all_, cosine=cosine, braintrace_python=braintrace_python,
+                      echo=typer.echo)
     typer.echo("")
     typer.echo("seconds per update, peak RSS / XLA temp MB:")
     typer.echo(online.format_table(rows))

@@ -198,6 +198,27 @@ def test_two_layer_stack():
     assert 0.0 < sim < 1.0
 
 
+# ------------------------------------------------------------------------------------------- batched
+@pytest.mark.parametrize("model, mode", [("rlif", "diagonal"), ("rlif", "eprop"), ("rlif", "rtrl"), ("rlif", "bptt"),
+                                         ("lif", "diagonal")])
+def test_batched_equals_vmap_then_sum(model, mode):
+    """``batched=True`` contracts each step's gradient over the batch; it must equal vmap + sum exactly."""
+    step, params, s0 = rlif_model() if model == "rlif" else lif_model("zero", False, True)
+    batch = 3
+    xs, ts = data(2, batch=batch)
+    s0b = jax.tree.map(lambda v: jnp.broadcast_to(v, (batch,) + v.shape), s0)
+    pick = (lambda s: s[1]) if model == "rlif" else (lambda u: u)
+    if model == "rlif":
+        rate = float(np.mean([spike_rate(step, params, s0, xs[:, b], pick) for b in range(batch)]))
+        assert 0.01 <= rate <= 0.6, rate
+    feedback = po.random_feedback(jax.random.PRNGKey(3), params, lambda path: "Wo" in path) if model == "lif" else None
+    per_example = jax.vmap(po.value_and_grad(step, mse, mode, feedback=feedback), in_axes=(None, 0, 1, 1))
+    ref_loss, ref = jax.jit(per_example)(params, s0b, xs, ts)
+    loss, grads = jax.jit(po.value_and_grad(step, mse, mode, feedback=feedback, batched=True))(params, s0b, xs, ts)
+    np.testing.assert_allclose(loss, jnp.sum(ref_loss), rtol=1e-12)
+    assert_close(grads, jax.tree.map(lambda g: jnp.sum(g, axis=0), ref), atol=1e-10)
+
+
 # --------------------------------------------------------------------------------- memory and errors
 def test_trace_memory_does_not_grow_with_sequence_length():
     step, params, u0 = lif_model("subtract", True, False)

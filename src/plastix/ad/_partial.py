@@ -277,7 +277,8 @@ class _Grid:
 class _Composer:
     """Working state of one chain-rule product: labels, positions and the two stored values."""
 
-    def __init__(self, outer: Partial, inner: Partial):
+    def __init__(self, outer: Partial, inner: Partial, lead: int = 0):
+        self.lead = lead
         offset = max(list(outer.sizes) + [-1]) + 1
         shift = lambda labels: tuple(label + offset for label in labels)
         self.sizes = dict(outer.sizes) | {label + offset: n for label, n in inner.sizes.items()}
@@ -344,7 +345,7 @@ class _Composer:
                 return renamed, val
         grid = _Grid(target, self.sizes)
         coords = self._coords(labels, subs, grid)
-        return tuple(target), val[tuple(coords)]
+        return tuple(target), val[(slice(None),) * self.lead + tuple(coords)]
 
     def unify(self, k_outer: int, k_inner: int) -> bool:
         """Make the outer input axis ``k_outer`` and the inner output axis ``k_inner`` the same index.
@@ -394,14 +395,19 @@ class _Composer:
         return True
 
 
-def compose(outer: Partial, inner: Partial) -> tuple[Partial | None, int]:
+def compose(outer: Partial, inner: Partial, *, batch_sum: bool = False) -> tuple[Partial | None, int]:
     """The chain rule ``outer @ inner`` (``dv/du @ du/dw``) and its multiplication count.
+
+    With ``batch_sum`` the stored values of both partials carry one leading batch axis and the result is the
+    sum over it of the per-example products (one contraction, e.g. a matrix product over the batch, instead of
+    per-example products that are summed afterwards).
 
     Returns ``(None, 0)`` when the product is structurally zero.
     """
     if outer.in_shape != inner.out_shape:
         raise ValueError(f"cannot compose partials: {outer.in_shape} vs {inner.out_shape}")
-    work = _Composer(outer, inner)
+    lead = int(batch_sum)
+    work = _Composer(outer, inner, lead)
     n_out, n_mid = work.n_out, work.n_mid
     for k in range(n_mid):
         if not work.unify(n_out + k, n_out + n_mid + k):
@@ -420,7 +426,7 @@ def compose(outer: Partial, inner: Partial) -> tuple[Partial | None, int]:
         val_labels, val = (), (None if factor == 1 else jnp.asarray(factor, dtype))
     else:
         val_labels = tuple(sorted(in_vals & in_positions))
-        val = _einsum(present, val_labels)
+        val = _einsum(present, val_labels) if not lead else _batch_sum(present, val_labels)
         if factor != 1:
             val = val * factor
         val = val.astype(dtype)
@@ -434,6 +440,29 @@ def _einsum(operands, out_labels):
     if len(operands) == 1 and tuple(operands[0][0]) == tuple(out_labels):
         return operands[0][1]
     spec = ",".join("".join(letter[x] for x in labels) for labels, _ in operands)
+    spec += "->" + "".join(letter[x] for x in out_labels)
+    return jnp.einsum(spec, *(v for _, v in operands))
+
+
+def _batch_sum(operands, out_labels):
+    """``sum_b prod_k operand_k[b, ...]`` over a leading batch axis ``b`` of every operand.
+
+    A label shared by both operands and kept in the result would make the contraction a batched matrix
+    product that XLA transposes; there a fused multiply-and-sum is faster, otherwise one ``einsum``.
+    """
+    shared = set(operands[0][0]).intersection(*(labels for labels, _ in operands[1:])) if len(operands) > 1 else set()
+    if shared & set(out_labels) and all(set(labels) <= set(out_labels) for labels, _ in operands):
+        total = None
+        for labels, val in operands:
+            order = sorted(range(len(labels)), key=lambda k: out_labels.index(labels[k]))
+            val = jnp.transpose(val, [0] + [k + 1 for k in order])
+            sizes = dict(zip((labels[k] for k in order), val.shape[1:]))
+            val = val.reshape([val.shape[0]] + [sizes.get(x, 1) for x in out_labels])
+            total = val if total is None else total * val
+        return jnp.sum(total, axis=0)
+    all_labels = sorted({x for labels, _ in operands for x in labels} | set(out_labels))
+    letter = dict(zip(all_labels, string.ascii_letters[1:]))
+    spec = ",".join("a" + "".join(letter[x] for x in labels) for labels, _ in operands)
     spec += "->" + "".join(letter[x] for x in out_labels)
     return jnp.einsum(spec, *(v for _, v in operands))
 

@@ -1,14 +1,13 @@
 """The benchmark network of :mod:`plastix.bench.online` as a BrainTrace learner (optional package ``braintrace``).
 
 Only the minimal model definition needed to benchmark BrainTrace (PyPI ``braintrace==0.2.6``, ``pip install
-'plastix[bench]'``) on the same recurrent LIF network, weights and data as plastix; nothing else of BrainTrace
-is reproduced here. Importing this module imports ``braintrace`` and ``brainstate``, so only the benchmark's
-child processes for BrainTrace methods (and the cosine check) import it.
+'plastix[bench]'``) on the same LIF network (recurrent or feed-forward), weights and data as plastix;
+nothing else of BrainTrace is reproduced here. Importing this module imports ``braintrace`` and
+``brainstate``, so only the benchmark's child processes for BrainTrace methods (and the cosine check) import it.
 
-The network matches :func:`plastix.bench.online.step` exactly in its forward pass and in the BPTT gradient:
-plastix keeps ``(u, z)`` with ``u`` after the reset; here the one hidden state is the membrane *before* the
+The network is :func:`plastix.bench.online.step` exactly: the one hidden state is the membrane *before* the
 reset, ``v``, and the previous step's spikes and reset are recomputed from it at the start of the step:
-``z = spike(v - θ)``; ``v' = β (v - θ·stop_gradient(z)) + W x + R z``; output ``Wo · spike(v' - θ)``.
+``z = spike(v - θ)``; ``v' = β (v - θ·stop_gradient(z)) + W x [+ R z]``; output ``Wo · spike(v' - θ)``.
 All three weights go through BrainTrace's ETP primitives (``braintrace.nn.Linear``) so its compiler sees them.
 """
 
@@ -33,12 +32,14 @@ ALGORITHMS = {
 class _RecurrentLIF(brainstate.nn.Module):
     def __init__(self, params: dict, *, beta: float, threshold: float, spike_fn):
         super().__init__()
-        W, R, Wo = (np.asarray(params[k]) for k in ("W", "R", "Wo"))
+        W, Wo = np.asarray(params["W"]), np.asarray(params["Wo"])
         n, m = W.shape
         self.n, self.beta, self.threshold, self.spike_fn = n, beta, threshold, spike_fn
         # braintrace.nn.Linear computes x @ weight with weight (in, out): the transposes of plastix's (out, in).
         self.inp = braintrace.nn.Linear(m, n, w_init=jnp.asarray(W.T), b_init=None)
-        self.rec = braintrace.nn.Linear(n, n, w_init=jnp.asarray(R.T), b_init=None)
+        self.rec = None
+        if "R" in params:
+            self.rec = braintrace.nn.Linear(n, n, w_init=jnp.asarray(np.asarray(params["R"]).T), b_init=None)
         self.out = braintrace.nn.Linear(n, Wo.shape[0], w_init=jnp.asarray(Wo.T), b_init=None)
 
     def init_state(self, batch_size=None, **kwargs):
@@ -50,7 +51,9 @@ class _RecurrentLIF(brainstate.nn.Module):
     def update(self, x):
         v = self.v.value
         z = self.spike_fn(v - self.threshold)
-        v = self.beta * (v - self.threshold * jax.lax.stop_gradient(z)) + self.inp(x) + self.rec(z)
+        v = self.beta * (v - self.threshold * jax.lax.stop_gradient(z)) + self.inp(x)
+        if self.rec is not None:
+            v = v + self.rec(z)
         self.v.value = v
         return self.out(self.spike_fn(v - self.threshold))
 
@@ -83,7 +86,10 @@ def make_update(method: str, params: dict, batch: int, x0, *, beta: float, thres
 
 
 def to_plastix_grads(grads: dict) -> dict:
-    """BrainTrace's gradient dict as plastix's ``{"W", "R", "Wo"}`` with (out, in) layouts."""
+    """BrainTrace's gradient dict as plastix's ``{"W", "R", "Wo"}`` (no ``"R"`` without recurrence), (out, in)."""
     by = {path[0]: leaf for path, leaf in grads.items()}
     pick = lambda g: g["weight"] if isinstance(g, dict) else g
-    return {"W": pick(by["inp"]).T, "R": pick(by["rec"]).T, "Wo": pick(by["out"]).T}
+    out = {"W": pick(by["inp"]).T, "Wo": pick(by["out"]).T}
+    if "rec" in by:
+        out["R"] = pick(by["rec"]).T
+    return out

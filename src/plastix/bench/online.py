@@ -1,14 +1,16 @@
 """Online learning benchmark: time and memory of one training step, plastix vs BPTT vs BrainTrace.
 
 Run ``plastix bench online`` or ``python -m plastix.bench.online`` (same options). The network is the one of
-REFERENCE.md's BrainTrace measurement: 700 Bernoulli(0.05) input channels, ``n`` recurrent LIF neurons
-(:func:`plastix.neurons.recurrent_lif_step`, β = 0.9, threshold 1, subtractive detached reset, fast-sigmoid
-surrogate of slope 25), a linear readout to 20 classes, softmax cross-entropy against the label at every step.
+REFERENCE.md's BrainTrace measurement: 700 Bernoulli(0.05) input channels, ``n`` LIF neurons (β = 0.9,
+threshold 1, subtractive detached reset, fast-sigmoid surrogate of slope 25), a linear readout to 20 classes,
+softmax cross-entropy against the label at every step. ``network="recurrent"`` (default) adds recurrent
+weights; its state is one membrane potential per neuron, exactly BrainTrace's model (:func:`step`);
+``network="feedforward"`` has no recurrent weights (there ``diagonal`` is exact).
 One *training step* (an *update*) is one gradient of ``sum_t mean_b CE`` over the whole sequence of ``T`` steps
 for a batch (default 32): that is timed, and also reported per time step.
 
 Methods: ``bptt`` (``jax.value_and_grad`` through ``lax.scan``), ``diagonal`` and ``eprop`` (plastix's online
-traces, :func:`plastix.online.value_and_grad` vmapped over the batch) and BrainTrace's ``D_RTRL`` and
+traces, :func:`plastix.online.value_and_grad` with ``batched=True``) and BrainTrace's ``D_RTRL`` and
 ``ES_D_RTRL`` (``braintrace-d_rtrl``, ``braintrace-es_d_rtrl``; optional package ``braintrace==0.2.6``,
 ``pip install 'plastix[bench]'``; see :mod:`plastix.bench._braintrace`).
 
@@ -47,15 +49,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BRAINTRACE_METHODS", "DEFAULT_METHODS", "METHODS", "PLASTIX_METHODS", "REC_GAIN", "cosine_check",
-           "format_cosine", "format_ratios", "format_table", "hopeless", "main", "measure", "plot", "ratios", "run",
-           "run_child", "write_json"]
+__all__ = ["BRAINTRACE_METHODS", "DEFAULT_METHODS", "METHODS", "NETWORKS", "PLASTIX_METHODS", "REC_GAIN",
+           "cosine_check", "format_cosine", "format_ratios", "format_table", "hopeless", "main", "measure", "plot",
+           "ratios", "run", "run_child", "write_json"]
 
 PLASTIX_METHODS = ("bptt", "diagonal", "eprop")
 BRAINTRACE_METHODS = ("braintrace-d_rtrl", "braintrace-es_d_rtrl")
 METHODS = PLASTIX_METHODS + BRAINTRACE_METHODS
 DEFAULT_METHODS = METHODS
-ROW_KEYS = ("method", "n", "steps", "seconds_per_update", "seconds_per_step", "peak_rss_mb", "xla_temp_mb", "status")
+NETWORKS = ("recurrent", "feedforward")
+ROW_KEYS = ("network", "method", "n", "steps", "seconds_per_update", "seconds_per_step", "peak_rss_mb", "xla_temp_mb",
+            "status")
 
 N_IN, N_OUT, INPUT_RATE = 700, 20, 0.05
 BETA, THRESHOLD, SURROGATE, SLOPE = 0.9, 1.0, "fast_sigmoid", 25.0
@@ -72,12 +76,22 @@ MB = 1024.0 * 1024.0
 # The network, the data and one training step (run inside a child process)
 
 
-def init_params(n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """``{"W": (n, 700), "R": (n, n), "Wo": (20, n)}``, float32, Gaussian with ``1/sqrt(fan_in)`` scales."""
+def check_network(network: str) -> None:
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; expected one of {', '.join(NETWORKS)}")
+
+
+def init_params(n: int, seed: int = 0, network: str = "recurrent") -> dict[str, np.ndarray]:
+    """``{"W": (n, 700), "R": (n, n), "Wo": (20, n)}`` (no ``"R"`` for the feed-forward network), float32,
+    Gaussian with ``1/sqrt(fan_in)`` scales."""
+    check_network(network)
     rng = np.random.default_rng(seed)
-    return {"W": (INPUT_GAIN / math.sqrt(N_IN) * rng.standard_normal((n, N_IN))).astype(np.float32),
-            "R": (REC_GAIN / math.sqrt(n) * rng.standard_normal((n, n))).astype(np.float32),
-            "Wo": (1.0 / math.sqrt(n) * rng.standard_normal((N_OUT, n))).astype(np.float32)}
+    params = {"W": (INPUT_GAIN / math.sqrt(N_IN) * rng.standard_normal((n, N_IN))).astype(np.float32),
+              "R": (REC_GAIN / math.sqrt(n) * rng.standard_normal((n, n))).astype(np.float32),
+              "Wo": (1.0 / math.sqrt(n) * rng.standard_normal((N_OUT, n))).astype(np.float32)}
+    if network == "feedforward":
+        del params["R"]
+    return params
 
 
 def make_data(steps: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -96,15 +110,22 @@ def _spike():
     return make_spike(SURROGATE, SLOPE)
 
 
-def step(params, state, x, *, spike_fn=None):
-    """One time step for :mod:`plastix.online`: recurrent LIF layer, readout logits ``Wo @ z``."""
-    import jax.numpy as jnp
+def step(params, v, x, *, spike_fn=None):
+    """One time step for :mod:`plastix.online` (one example); the state is the membrane ``v`` before the reset.
 
-    from plastix.neurons import recurrent_lif_step
+    The previous step's spikes and reset are recomputed from ``v``: ``z = spike(v - θ)``;
+    ``v' = β (v - θ·stop_gradient(z)) + W x [+ R z]``; output ``Wo · spike(v' - θ)`` (``R`` only in the
+    recurrent network). One state variable per neuron: e-prop's traces are then the filtered inputs alone.
+    """
+    from jax import lax
 
-    state, z = recurrent_lif_step({"W": params["W"], "R": params["R"]}, state, x.astype(jnp.float32), beta=BETA,
-                                  threshold=THRESHOLD, spike_fn=spike_fn or _spike())
-    return state, params["Wo"] @ z
+    spike_fn = spike_fn or _spike()
+    z = spike_fn(v - THRESHOLD)
+    drive = params["W"] @ x.astype(params["W"].dtype)
+    if "R" in params:
+        drive = drive + params["R"] @ z
+    v = BETA * (v - THRESHOLD * lax.stop_gradient(z)) + drive
+    return v, params["Wo"] @ spike_fn(v - THRESHOLD)
 
 
 def loss(out, target):
@@ -123,12 +144,11 @@ def plastix_update(method: str, n: int, batch: int) -> Callable:
 
     spike_fn = _spike()
     one = lambda p, s, x: step(p, s, x, spike_fn=spike_fn)
-    vg = jax.vmap(plastix.online.value_and_grad(one, loss, method), in_axes=(None, 0, 1, 1))
+    vg = plastix.online.value_and_grad(one, loss, method, batched=True)
 
     def update(params, xs, ys):
-        state0 = (jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), jnp.float32))
-        total, grads = vg(params, state0, xs, ys)
-        return jnp.mean(total), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+        total, grads = vg(params, jnp.zeros((batch, n), jnp.float32), xs, ys)
+        return total / batch, jax.tree.map(lambda g: g / batch, grads)
 
     return update
 
@@ -166,13 +186,13 @@ def _time_calls(fn: Callable, repeats: int, time_budget: float, first: float | N
 
 
 def measure(method: str, n: int, steps: int, batch: int = 32, *, repeats: int = 5, time_budget: float = 20.0,
-            seed: int = 0) -> dict:
+            seed: int = 0, network: str = "recurrent") -> dict:
     """Time and memory of one configuration, measured in *this* process (the child's job)."""
     import jax
     import jax.numpy as jnp
 
     baseline = _peak_rss_mb()
-    params = {k: jnp.asarray(v) for k, v in init_params(n, seed).items()}
+    params = {k: jnp.asarray(v) for k, v in init_params(n, seed, network).items()}
     xs_np, ys_np = make_data(steps, batch, seed)
     xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
     input_mb = (xs_np.nbytes + ys_np.nbytes) / MB
@@ -199,7 +219,7 @@ def measure(method: str, n: int, steps: int, batch: int = 32, *, repeats: int = 
         analysis = update.compile(xs, ys).memory_analysis()
     else:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    return {"method": method, "n": n, "steps": steps, "batch": batch, "seconds_per_update": median,
+    return {"network": network, "method": method, "n": n, "steps": steps, "batch": batch, "seconds_per_update": median,
             "seconds_per_step": median / steps, "peak_rss_mb": peak,
             "xla_temp_mb": analysis.temp_size_in_bytes / MB, "status": "ok", "first_call_s": first,
             "timed_calls": calls, "baseline_rss_mb": baseline, "input_mb": input_mb,
@@ -213,7 +233,8 @@ def _cosine(a, b) -> float:
     return float(a @ b / den) if den > 0 else float("nan")
 
 
-def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *, seed: int = 0) -> dict:
+def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *, seed: int = 0,
+                 network: str = "recurrent") -> dict:
     """Cosine similarity to BPTT of each method's W_in and W_rec gradients (same weights and data), in-process.
 
     Returns ``{"n", "steps", "batch", "spike_rate", "methods": {method: {"cos_w_in", "cos_w_rec", "loss",
@@ -222,25 +243,22 @@ def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *,
     import jax
     import jax.numpy as jnp
 
-    params = {k: jnp.asarray(v) for k, v in init_params(n, seed).items()}
+    params = {k: jnp.asarray(v) for k, v in init_params(n, seed, network).items()}
     xs_np, ys_np = make_data(steps, batch, seed)
     xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
     spike_fn = _spike()
 
     def rate(params, xs):
-        from plastix.neurons import recurrent_lif_step
+        def body(v, x):
+            v, _ = jax.vmap(lambda v, x: step(params, v, x, spike_fn=spike_fn))(v, x)
+            return v, jnp.mean(spike_fn(v - THRESHOLD))
 
-        def body(state, x):
-            state, z = recurrent_lif_step(params, state, x.astype(jnp.float32), beta=BETA, threshold=THRESHOLD,
-                                          spike_fn=spike_fn)
-            return state, jnp.mean(z)
-
-        zeros = jnp.zeros((batch, n), jnp.float32)
-        _, r = jax.lax.scan(body, (zeros, zeros), xs)
+        _, r = jax.lax.scan(body, jnp.zeros((batch, n), jnp.float32), xs)
         return jnp.mean(r)
 
     ref_loss, ref = jax.jit(plastix_update("bptt", n, batch))(params, xs, ys)
-    out = {"n": n, "steps": steps, "batch": batch, "spike_rate": float(jax.jit(rate)(params, xs)),
+    cos_rec = (lambda g: _cosine(g["R"], ref["R"])) if "R" in params else (lambda g: None)
+    out = {"network": network, "n": n, "steps": steps, "batch": batch, "spike_rate": float(jax.jit(rate)(params, xs)),
            "bptt_norm_w_in": float(np.linalg.norm(ref["W"])), "methods": {}}
     found = {}
     for method in methods:
@@ -256,7 +274,7 @@ def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *,
                 grads = _braintrace.to_plastix_grads(raw)
             found[method] = grads
             out["methods"][method] = {"cos_w_in": _cosine(grads["W"], ref["W"]),
-                                      "cos_w_rec": _cosine(grads["R"], ref["R"]),
+                                      "cos_w_rec": cos_rec(grads),
                                       "cos_w_out": _cosine(grads["Wo"], ref["Wo"]),
                                       "norm_w_in": float(np.linalg.norm(grads["W"])), "loss": float(value),
                                       "bptt_loss": float(ref_loss), "status": "ok"}
@@ -265,7 +283,7 @@ def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *,
     if "diagonal" in found and "braintrace-d_rtrl" in found:  # two implementations of the same D-RTRL rule
         a, b = found["braintrace-d_rtrl"], found["diagonal"]
         out["braintrace_d_rtrl_vs_diagonal"] = {"cos_w_in": _cosine(a["W"], b["W"]),
-                                                "cos_w_rec": _cosine(a["R"], b["R"])}
+                                                "cos_w_rec": _cosine(a["R"], b["R"]) if "R" in a else None}
     return out
 
 
@@ -333,13 +351,14 @@ def _fmt_row(r: dict) -> str:
 
 def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 4000),
         methods: Sequence[str] = DEFAULT_METHODS, *, batch: int = 32, timeout: float = 300.0, repeats: int = 5,
-        time_budget: float = 20.0, include_hopeless: bool = False, cosine: bool = True,
+        time_budget: float = 20.0, include_hopeless: bool = False, cosine: bool = True, network: str = "recurrent",
         braintrace_python: str | None = None, echo: Callable[[str], None] = print) -> list[dict]:
     """Measure every (method, n, T) in its own process; returns the rows (see :data:`ROW_KEYS`).
 
     With ``cosine``, the rows of the smallest (n, T) also carry ``cos_w_in``, ``cos_w_rec`` (to BPTT) and
     ``spike_rate`` from :func:`cosine_check`, run in one more child.
     """
+    check_network(network)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))}; expected some of {', '.join(METHODS)}")
@@ -354,7 +373,7 @@ def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 40
                 elif hopeless(method, n, T) and not include_hopeless:
                     row = _row(method, n, T, batch, "skipped (hopeless per REFERENCE.md; --all to run)")
                 else:
-                    job = {"kind": "measure", "method": method, "n": n, "steps": T, "batch": batch,
+                    job = {"kind": "measure", "method": method, "n": n, "steps": T, "batch": batch, "network": network,
                            "repeats": repeats, "time_budget": time_budget}
                     result = run_child(job, timeout=timeout, python=python)
                     if result.get("status") == "timeout":
@@ -362,12 +381,13 @@ def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 40
                     elif result.get("status") != "ok":
                         result = _row(method, n, T, batch, result["status"])
                     row = result
+                row["network"] = network
                 rows.append(row)
                 echo(_fmt_row(row))
     if cosine and rows:
         n0, T0 = min(sizes), min(steps)
         others = [m for m in methods if m != "bptt" and not (m in BRAINTRACE_METHODS and missing)]
-        job = {"kind": "cosine", "methods": others, "n": n0, "steps": T0, "batch": batch}
+        job = {"kind": "cosine", "methods": others, "n": n0, "steps": T0, "batch": batch, "network": network}
         python = braintrace_python if any(m in BRAINTRACE_METHODS for m in others) else None
         result = run_child(job, timeout=timeout, python=python)
         if result.get("status", "ok") != "ok" or "methods" not in result:
@@ -521,9 +541,11 @@ def plot(rows: Sequence[dict], path: str | Path, n: int | None = None) -> None:
 def _single(job: dict) -> dict:
     if job["kind"] == "measure":
         return measure(job["method"], job["n"], job["steps"], job["batch"], repeats=job.get("repeats", 5),
+                       network=job.get("network", "recurrent"),
                        time_budget=job.get("time_budget", 20.0))
     if job["kind"] == "cosine":
-        return cosine_check(job["methods"], job["n"], job["steps"], job["batch"]) | {"status": "ok"}
+        return cosine_check(job["methods"], job["n"], job["steps"], job["batch"],
+                            network=job.get("network", "recurrent")) | {"status": "ok"}
     raise ValueError(f"unknown job kind {job['kind']!r}")
 
 

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 
 from ..ad._eliminate import eliminate, resolve_order
 from ..ad._graph import Graph, reachable
-from ..ad._partial import Partial, compose
+from ..ad._partial import Axis, Partial, compose
 from ..ad.api import _Traced
 
-__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "vjp"]
+__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "vjp", "batch_vjp"]
 
 
 @dataclass
@@ -48,6 +48,24 @@ def vjp(cotangent, p: Partial):
     """``cotangent · p``: a dense array of ``p.in_shape``."""
     ct = Partial.dense(jnp.asarray(cotangent, p.dtype), (), p.out_shape)
     product, _ = compose(ct, p)
+    return jnp.zeros(p.in_shape, p.dtype) if product is None else product.todense()
+
+
+def batch_vjp(cotangents, p: Partial):
+    """``sum_b cotangents[b] · p_b`` for a partial whose stored values have a leading batch axis ``b``.
+
+    Args:
+        cotangents: array of shape ``(batch,) + p.out_shape``.
+        p: a partial with ``val`` of shape ``(batch,) + per-example value shape``.
+
+    Returns:
+        A dense array of ``p.in_shape``: the products summed over the batch in one contraction.
+    """
+    ct = jnp.asarray(cotangents, p.dtype)
+    labels = tuple(range(len(p.out_shape)))
+    ct = Partial((), p.out_shape, dict(zip(labels, p.out_shape)), (),
+                 tuple(Axis((x,)) for x in labels), labels, ct, p.dtype)
+    product, _ = compose(ct, p, batch_sum=True)
     return jnp.zeros(p.in_shape, p.dtype) if product is None else product.todense()
 
 

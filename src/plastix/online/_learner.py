@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._traces import TracePlan, check_mode, check_step, online_step, plan_traces
+from ._traces import TracePlan, check_mode, check_step, online_step_batch, plan_traces
 
 __all__ = ["Learner", "LearnerState"]
 
@@ -70,7 +70,7 @@ class Learner:
         example = jax.tree.map(lambda v: v[0], (state, x))
         self.plan = plan_traces(self.step, params, example[0], example[1], self.mode, order=self.order)
         batch = jax.tree.leaves(state)[0].shape[0]
-        traces = jax.tree.map(lambda v: jnp.broadcast_to(v, (batch,) + v.shape), self.plan.zeros())
+        traces = self.plan.zeros(batch)
         return LearnerState(params, self.optimizer.init(params), state, traces,
                             jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.int32))
 
@@ -86,13 +86,12 @@ class Learner:
         check_step(self.step, self.loss, params, jax.tree.map(lambda v: v[0], carry.state),
                    jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[0], target))
 
-        def one(state, traces, x, target):
-            return online_step(self.step, self.loss, self.plan, params, state, traces, x, target, order=self.order,
-                               feedback=self.feedback)
-
-        state, traces, values, grads, outs = jax.vmap(one)(carry.state, carry.traces, x, target)
+        state, traces, values, grads, outs = online_step_batch(self.step, self.loss, self.plan, params, carry.state,
+                                                               carry.traces, x, target, order=self.order,
+                                                               feedback=self.feedback)
         leaves, treedef = jax.tree.flatten(params)
-        grads = jax.tree.unflatten(treedef, [jnp.mean(g, axis=0).astype(p.dtype) for g, p in zip(grads, leaves)])
+        batch = values.shape[0]
+        grads = jax.tree.unflatten(treedef, [(g / batch).astype(p.dtype) for g, p in zip(grads, leaves)])
         acc = jax.tree.map(jnp.add, carry.grads, grads)
         count = carry.count + 1
         apply = count % self.every == 0

@@ -30,9 +30,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..ad._partial import Partial, add, canonical, compose, structure_key
-from ._jacobians import StepJacobians, diagonal_part, step_jacobians, vjp
+from ._jacobians import StepJacobians, batch_vjp, diagonal_part, step_jacobians, vjp
 
-__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step", "random_feedback"]
+__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step", "online_step_batch",
+           "random_feedback"]
 
 MODES = ("bptt", "rtrl", "diagonal", "eprop")
 
@@ -125,10 +126,11 @@ class TracePlan:
     blocks: tuple[tuple[int, int], ...]
     templates: dict
 
-    def zeros(self) -> dict:
-        """Traces at t = 0."""
+    def zeros(self, batch: int | None = None) -> dict:
+        """Traces at t = 0 (with a leading axis of size ``batch`` on the stored values if given)."""
+        lead = () if batch is None else (batch,)
         return {k: Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, t.val_labels,
-                           jnp.zeros(t.val.shape, t.val.dtype), t.dtype) for k, t in self.templates.items()}
+                           jnp.zeros(lead + t.val.shape, t.val.dtype), t.dtype) for k, t in self.templates.items()}
 
     @property
     def stored_size(self) -> int:
@@ -189,6 +191,36 @@ def conform(p: Partial | None, template: Partial) -> Partial:
                    template.val_labels, val, template.dtype)
 
 
+def _signal(step_fn, loss_fn, params, state, feedback):
+    """Loss, ``∂ℓ/∂θ`` within the step, ``∂ℓ/∂s`` (the learning signal) and the outputs of ``step_fn``.
+
+    ``loss_fn(out)`` returns ``(total, values)``. With ``feedback`` the signal comes from a second reverse pass
+    with the fixed matrices in place of the corresponding parameters (feedback alignment); those parameters
+    keep their exact gradient.
+    """
+    (new_state, out), pullback = jax.vjp(step_fn, params, state)
+    (_, values), l_out = jax.value_and_grad(loss_fn, has_aux=True)(out)
+    zero_state = jax.tree.map(jnp.zeros_like, new_state)
+    direct, signal = pullback((zero_state, l_out))
+    grads = jax.tree.leaves(direct)
+    if feedback is not None:
+        is_none = lambda v: v is None
+        replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=is_none))
+        backward = jax.tree.map(lambda p, b: p if b is None else jnp.asarray(b, jnp.result_type(p)), params,
+                                feedback, is_leaf=is_none)
+        _, feedback_pullback = jax.vjp(step_fn, backward, state)
+        aligned, signal = feedback_pullback((zero_state, l_out))
+        grads = [g if r else a for g, a, r in zip(grads, jax.tree.leaves(aligned), replaced)]
+    return new_state, out, values, grads, jax.tree.leaves(signal)
+
+
+def _next_traces(step, plan: TracePlan, params, state, traces, x, order):
+    """``G_t = H_t G_{t-1} + F_t`` for one example, in the plan's layouts."""
+    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
+    update = _trace_update(effective_H(jac, plan.mode), jac.F, traces, plan.blocks)
+    return {k: conform(update[k], plan.templates[k]) for k in plan.blocks}
+
+
 def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev", feedback=None):
     """One step of online learning for one example.
 
@@ -201,27 +233,31 @@ def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *
         ``(new_state, new_traces, loss_value, grads, out)`` where ``grads`` is a list over parameter leaves
         of this step's contribution ``dℓ_t/dθ`` (computed with the traces of the previous step).
     """
-    (new_state, out), pullback = jax.vjp(lambda p, s: step(p, s, x), params, state)
-    value, l_out = jax.value_and_grad(loss)(out, target)
-    zero_state = jax.tree.map(jnp.zeros_like, new_state)
-    direct, signal = pullback((zero_state, l_out))
-    grads = jax.tree.leaves(direct)
-    if feedback is not None:
-        is_none = lambda v: v is None
-        replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=is_none))
-        backward = jax.tree.map(lambda p, b: p if b is None else jnp.asarray(b, jnp.result_type(p)), params,
-                                feedback, is_leaf=is_none)
-        _, feedback_pullback = jax.vjp(lambda p, s: step(p, s, x), backward, state)
-        aligned, signal = feedback_pullback((zero_state, l_out))
-        grads = [g if r else a for g, a, r in zip(grads, jax.tree.leaves(aligned), replaced)]
-    signals = jax.tree.leaves(signal)
+    step_fn = lambda p, s: step(p, s, x)
+    loss_fn = lambda out: (lambda v: (v, v))(loss(out, target))
+    new_state, out, value, grads, signals = _signal(step_fn, loss_fn, params, state, feedback)
     for (a, p), g in traces.items():
         grads[p] = grads[p] + vjp(signals[a], g).astype(grads[p].dtype)
-    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
-    H = effective_H(jac, plan.mode)
-    update = _trace_update(H, jac.F, traces, plan.blocks)
-    new_traces = {k: conform(update[k], plan.templates[k]) for k in plan.blocks}
+    new_traces = _next_traces(step, plan, params, state, traces, x, order)
     return new_state, new_traces, value, grads, out
+
+
+def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev",
+                      feedback=None):
+    """:func:`online_step` for a batch (leading axis of ``state``, ``traces``, ``x``, ``target``).
+
+    Returns per-example losses and outputs and the gradient contributions *summed over the batch*, each
+    contracted over the batch in one product (a matrix product for a low-rank trace), so no per-example
+    gradient is ever formed.
+    """
+    step_fn = lambda p, s: jax.vmap(step, in_axes=(None, 0, 0))(p, s, x)
+    loss_fn = lambda out: (lambda v: (jnp.sum(v), v))(jax.vmap(loss)(out, target))
+    new_state, out, values, grads, signals = _signal(step_fn, loss_fn, params, state, feedback)
+    for (a, p), g in traces.items():
+        grads[p] = grads[p] + batch_vjp(signals[a], g).astype(grads[p].dtype)
+    next_one = lambda s, tr, x: _next_traces(step, plan, params, s, tr, x, order)
+    new_traces = jax.vmap(next_one)(state, traces, x)
+    return new_state, new_traces, values, grads, out
 
 
 def check_step(step, loss, params, state, x, target) -> None:
@@ -242,11 +278,11 @@ def check_step(step, loss, params, state, x, target) -> None:
 
 
 def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
-                   max_trace_size: int | None = None, feedback=None) -> Callable:
+                   max_trace_size: int | None = None, feedback=None, batched: bool = False) -> Callable:
     """Loss and gradient of a recurrent step function over a sequence, computed online.
 
     Args:
-        step: ``step(params, state, x) -> (new_state, out)``, one time step in plain JAX.
+        step: ``step(params, state, x) -> (new_state, out)``, one time step in plain JAX (one example).
         loss: ``loss(out, target) -> scalar``, the loss of one step.
         mode: ``"bptt"`` (reference: ``jax.value_and_grad`` through ``lax.scan``), ``"rtrl"``, ``"diagonal"``
             or ``"eprop"``.
@@ -255,35 +291,49 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
         feedback: ``None`` for the exact (symmetric) learning signal, or a pytree with the structure of
             ``params`` holding a fixed array (e.g. from :func:`random_feedback`) for each parameter whose
             transpose is replaced in the backward pass, ``None`` elsewhere.
+        batched: the inputs carry a batch axis (``state0`` leaves ``(B, ...)``, ``xs`` and ``targets`` leaves
+            ``(T, B, ...)``, time-major) and the results are summed over it. Equal to ``jax.vmap`` of the
+            unbatched function followed by a sum, but faster: each step's gradient is contracted over the batch
+            in one product instead of being formed per example.
 
     Returns:
         ``vg(params, state0, xs, targets) -> (total_loss, grads)`` where ``xs`` and ``targets`` have a leading
-        time axis, ``total_loss = sum_t loss(out_t, target_t)`` and ``grads`` has the structure of
-        ``params``. Jittable and ``jax.vmap``-able over a batch axis.
+        time axis, ``total_loss = sum_t loss(out_t, target_t)`` (also summed over the batch if ``batched``) and
+        ``grads`` has the structure of ``params``. Jittable; the unbatched form is ``jax.vmap``-able.
+
+    Raises:
+        ValueError: unknown mode, state/step mismatch, non-scalar loss, or traces above ``max_trace_size``.
     """
     check_mode(mode)
+    first = (lambda v: v[0, 0]) if batched else (lambda v: v[0])
 
     def vg(params, state0, xs, targets):
-        x0, t0 = jax.tree.map(lambda v: v[0], xs), jax.tree.map(lambda v: v[0], targets)
-        check_step(step, loss, params, state0, x0, t0)
+        x0, t0 = jax.tree.map(first, xs), jax.tree.map(first, targets)
+        s0 = jax.tree.map(lambda v: v[0], state0) if batched else state0
+        check_step(step, loss, params, s0, x0, t0)
         if mode == "bptt":
+            if batched:
+                step_b = lambda p, s, x: jax.vmap(step, in_axes=(None, 0, 0))(p, s, x)
+                return _bptt(step_b, lambda out, t: jnp.sum(jax.vmap(loss)(out, t)), params, state0, xs, targets)
             return _bptt(step, loss, params, state0, xs, targets)
-        plan = plan_traces(step, params, state0, x0, mode, order=order)
+        plan = plan_traces(step, params, s0, x0, mode, order=order)
         if max_trace_size is not None and plan.stored_size > max_trace_size:
             raise ValueError(f"mode {mode!r} needs traces of {plan.stored_size:,} numbers per example, more than "
                              f"max_trace_size={max_trace_size:,}; use 'diagonal' or 'eprop' or a smaller network")
         leaves, treedef = jax.tree.flatten(params)
+        advance = online_step_batch if batched else online_step
 
         def body(carry, inputs):
             state, traces, total, grads = carry
             x, target = inputs
-            state, traces, value, step_grads, _ = online_step(step, loss, plan, params, state, traces, x, target,
-                                                           order=order, feedback=feedback)
+            state, traces, value, step_grads, _ = advance(step, loss, plan, params, state, traces, x, target,
+                                                          order=order, feedback=feedback)
             grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
-            return (state, traces, total + value, grads), None
+            return (state, traces, total + jnp.sum(value), grads), None
 
         total0 = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
-        init = (state0, plan.zeros(), total0, [jnp.zeros_like(v) for v in leaves])
+        batch = jax.tree.leaves(state0)[0].shape[0] if batched else None
+        init = (state0, plan.zeros(batch), total0, [jnp.zeros_like(v) for v in leaves])
         (_, _, total, grads), _ = lax.scan(body, init, (xs, targets))
         return total, jax.tree.unflatten(treedef, grads)
 
