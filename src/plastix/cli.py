@@ -198,6 +198,27 @@ def bench_online(
         typer.echo(f"wrote {plot}")
 
 
+@app.command("orders")
+def orders_cmd(
+    task: Annotated[list[TaskName] | None, typer.Option(help="Task to search (repeatable).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every task of plastix.bench.tasks.")] = False,
+    seconds: Annotated[float, typer.Option(min=0, help="Search budget per task, seconds.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
+    json: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the rows as JSON here.")] = None,
+    cache: Annotated[bool, typer.Option(help="Store the searched orders in the order cache.")] = True,
+) -> None:
+    """Multiplications of fwd, rev, Markowitz, other heuristics and a searched elimination order per task."""
+    from .bench import orders
+
+    if not task and not all_:
+        raise typer.BadParameter("give --task NAME (repeatable) or --all")
+    rows = orders.run(None if all_ else [t.value for t in task], seconds=seconds, seed=seed, cache=cache,
+                      echo=typer.echo)
+    if json is not None:
+        orders.write_json(rows, json)
+        typer.echo(f"wrote {json}")
+
+
 def main() -> None:  # pragma: no cover - convenience for `python -m plastix.cli`
     app()
 

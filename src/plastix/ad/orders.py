@@ -139,31 +139,66 @@ def _rollout(cg: CostGraph, rng: random.Random, noise: float, bound: float) -> t
 
 
 class _Annealer:
-    """Simulated annealing on a permutation, evaluated on the cost graph with prefix snapshots and early exit."""
+    """Simulated annealing on a permutation, counted on the cost graph from snapshots of the current order.
 
-    STRIDE = 8  # a snapshot of the elimination state every STRIDE positions of the current order
+    A candidate differs from the current order only in positions ``first..last``; it is counted from the snapshot
+    before ``first`` until its state equals the current order's snapshot at a later position (the same vertices
+    eliminated with the same edge structures), then the current order's remaining count is reused. The count
+    stops early once it exceeds the acceptance threshold.
+    """
+
+    STRIDE = 8  # snaps[k]: the elimination state of the current order before position k * STRIDE
 
     def __init__(self, cg: CostGraph, order: list[int], rng: random.Random):
         self.cg, self.rng = cg, rng
-        self.order = list(order)
-        self.muls, self.snaps = self._run(self.order, 0, math.inf, record=True)
+        self.reset(order)
 
-    def _run(self, order, start: int, bound: float, record: bool = False):
-        """Count ``order`` from the snapshot at or before ``start``; ``(muls, snapshots)`` (muls > bound: gave up)."""
-        k = start // self.STRIDE
-        state = self.snaps[k].copy() if k else self.cg.start()
-        snaps = self.snaps[:k + 1] if k else [None]
-        for pos in range(k * self.STRIDE, len(order)):
-            if record and pos > k * self.STRIDE and pos % self.STRIDE == 0:
+    def reset(self, order: list[int]) -> None:
+        """Make ``order`` the current order (recounted from scratch)."""
+        state, snaps = self.cg.start(), []
+        for pos, v in enumerate(order):
+            if pos % self.STRIDE == 0:
                 snaps.append(state.copy())
+            state.eliminate(v)
+        self.order, self.snaps, self.muls = list(order), snaps, state.muls
+
+    def _count(self, order: list[int], first: int, last: int, bound: float) -> int:
+        """Multiplications of ``order`` (equal to the current order outside ``first..last``); > bound: gave up."""
+        stride, snaps = self.STRIDE, self.snaps
+        state = snaps[first // stride].copy()
+        for pos in range(first // stride * stride, len(order)):
+            if pos > last and pos % stride == 0:
+                snap = snaps[pos // stride]
+                if state.succ == snap.succ:
+                    return state.muls + self.muls - snap.muls
             state.eliminate(order[pos])
             if state.muls > bound:
-                return state.muls, None
-        return state.muls, snaps
+                break
+        return state.muls
 
-    def _propose(self) -> tuple[list[int], int]:
+    def _accept(self, order: list[int], first: int, last: int, muls: int) -> None:
+        stride, snaps = self.STRIDE, self.snaps
+        k = first // stride
+        state = snaps[k].copy()
+        for pos in range(k * stride, len(order)):
+            if pos > k * stride and pos % stride == 0:
+                q = pos // stride
+                if pos > last and state.succ == snaps[q].succ:
+                    for snap in snaps[q:]:
+                        snap.muls += muls - self.muls
+                    break
+                snaps[q] = state.copy()
+            state.eliminate(order[pos])
+        self.order, self.muls = order, muls
+
+    def _propose(self) -> tuple[list[int], int, int]:
+        """A neighbour of the current order and the first and last positions where it may differ."""
         n, rng = len(self.order), self.rng
-        i, j = sorted(rng.sample(range(n), 2))
+        if rng.random() < 0.5:
+            i, j = sorted(rng.sample(range(n), 2))
+        else:  # a local move
+            i = rng.randrange(n - 1)
+            j = min(n - 1, i + 1 + int(rng.expovariate(0.25)))
         new = self.order[:]
         move = rng.random()
         if move < 0.4:  # move one vertex
@@ -176,17 +211,16 @@ class _Annealer:
         else:  # reverse a short segment
             j = min(j, i + 6)
             new[i:j + 1] = new[i:j + 1][::-1]
-        return new, i
+        return new, i, j
 
     def step(self, temperature: float) -> None:
         """One proposal: accepted by the Metropolis rule (a threshold drawn first, so a bad count stops early)."""
-        new, first = self._propose()
+        new, first, last = self._propose()
         u = self.rng.random()
         bound = self.muls - temperature * math.log(u) if temperature > 0 and u > 0 else self.muls
-        muls, _ = self._run(new, first, bound)
+        muls = self._count(new, first, last, bound)
         if muls <= bound:
-            self.order = new
-            self.muls, self.snaps = self._run(new, first, math.inf, record=True)
+            self._accept(new, first, last, muls)
 
 
 def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
@@ -235,15 +269,19 @@ def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
             if muls < best:
                 best_order, best = order, muls
         annealer = _Annealer(cg, best_order, rng)
-        steps = 2000 * (1 + run % 4)
-        t0 = 0.02 * best / max(1, math.sqrt(len(cg.vertices)))
+        steps = 3000
+        t0 = (0.002, 0.004, 0.008)[run % 3] * best
         for k in range(steps):
             if not more():
                 break
             annealer.step(t0 * (1.0 - k / steps))
             evals += 1
             if annealer.muls < best:
-                best_order, best = list(annealer.order), annealer.muls
+                exact = cg.count(annealer.order)  # the reused suffix counts assume order-free edge merges
+                if exact < best:
+                    best_order, best = list(annealer.order), exact
+                if exact != annealer.muls:
+                    annealer.reset(annealer.order)
         run += 1
     return best_order, int(best)
 

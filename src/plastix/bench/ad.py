@@ -13,8 +13,9 @@ Methods: ``plastix-fwd``, ``plastix-rev``, ``plastix-best`` (the candidate order
 multiplications by :func:`plastix.count_muls`), ``jax-jacfwd``, ``jax-jacrev`` and ``asdex`` (sparsity
 detection + colouring, when the optional package ``asdex`` is installed; its first-call time includes the
 detection and colouring). Candidate orders come from :data:`ORDER_SOURCES` (name -> function of
-``(fun, argnums, args)`` returning an order); add an entry, or pass ``order_sources=`` to :func:`run`, to
-let another order source (Markowitz, search) compete for ``plastix-best``.
+``(fun, argnums, args)`` returning an order): fwd, rev, markowitz and search (the order cache of
+``plastix orders``, or a search of :data:`SEARCH_SECONDS`); add an entry, or pass ``order_sources=`` to
+:func:`run`, to let another order source compete for ``plastix-best``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,22 @@ __all__ = ["METHODS", "ORDER_SOURCES", "asdex_status", "batch_args", "best_order
 METHODS = ("plastix-fwd", "plastix-rev", "plastix-best", "jax-jacfwd", "jax-jacrev", "asdex")
 JAX_METHODS = ("jax-jacfwd", "jax-jacrev")
 
-Order = str | Sequence[int]  # "fwd", "rev" or vertex ids, as plastix.jacve takes
+Order = str | Sequence[int] | plastix.ad.orders.Order  # an order plastix.jacve takes
 OrderSource = Callable[[Callable, tuple, tuple], Order]
 # name -> order source; the sources compete for plastix-best by multiplication count (ties: first listed).
+SEARCH_SECONDS = 5.0  # search budget of the "search" order source when the order cache has none for a task
+
+
+def _searched(fun: Callable, argnums: tuple, args: tuple) -> Order:
+    """The cached searched order of the task's graph (a search of :data:`SEARCH_SECONDS` when none is cached)."""
+    return plastix.ad.orders.cached_search(plastix.graph(fun, argnums)(*args), seconds=SEARCH_SECONDS)
+
+
 ORDER_SOURCES: dict[str, OrderSource] = {
     "fwd": lambda fun, argnums, args: "fwd",
     "rev": lambda fun, argnums, args: "rev",
+    "markowitz": lambda fun, argnums, args: "markowitz",
+    "search": _searched,
 }
 
 PERTURBATION = 1e-2  # relative size of the per-example perturbation of the example inputs
@@ -235,17 +246,17 @@ def _summary(rows: list[dict], echo: Callable[[str], None]) -> None:
     by = {(r["task"], r["method"]): r for r in rows}
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     echo("\nSummary: plastix-best vs the best JAX median, and first-call time vs jax-jacrev")
-    echo(f"  {'task':<24}{'order':>7}{'best/JAX':>10}{'first/jacrev':>14}")
+    echo(f"  {'task':<24}{'order':>10}{'best/JAX':>10}{'first/jacrev':>14}")
     ratios = []
     for t in tasks:
         best, rev = by.get((t, "plastix-best")), by.get((t, "jax-jacrev"))
         if not best or best["median_s"] is None or not rev or rev["median_s"] is None:
-            echo(f"  {t:<24}{'-':>7}{'n/a':>10}{'n/a':>14}")
+            echo(f"  {t:<24}{'-':>10}{'n/a':>10}{'n/a':>14}")
             continue
         ratios.append(best["ratio"])
-        echo(f"  {t:<24}{best['order']:>7}{best['ratio']:>10.2f}{best['first_call_s'] / rev['first_call_s']:>14.2f}")
+        echo(f"  {t:<24}{best['order']:>10}{best['ratio']:>10.2f}{best['first_call_s'] / rev['first_call_s']:>14.2f}")
     if ratios:
-        echo(f"  {'median':<24}{'':>7}{float(np.median(ratios)):>10.2f}")
+        echo(f"  {'median':<24}{'':>10}{float(np.median(ratios)):>10.2f}")
 
 
 def write_json(rows: list[dict], path: str | Path) -> None:

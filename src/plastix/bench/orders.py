@@ -1,0 +1,129 @@
+"""Multiplication counts of elimination orders on the ten AD benchmark tasks: heuristics, search and AlphaGrad.
+
+Run ``plastix orders --all`` (or ``--task NAME``). For every task the graph of :mod:`plastix.bench.tasks` is
+counted with :class:`plastix.ad.CostGraph` under each heuristic of :mod:`plastix.ad.orders` and under
+:func:`plastix.ad.orders.search` with a time budget; the table shows search / min(fwd, rev, markowitz) next to
+AlphaGrad's ratio of its best order to the best of its own fwd, rev and Markowitz counts (:data:`ALPHAGRAD`).
+Our graphs differ from AlphaGrad's in detail (free index maps, the lowering of some ops), so ratios are compared,
+not counts. Searched orders are stored in the order cache (:func:`plastix.ad.orders.cache_dir`), so
+``plastix.jacve(..., order="search")`` and ``plastix bench ad`` reuse them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import plastix
+from plastix.ad import CostGraph, orders
+
+from . import tasks as _tasks
+
+__all__ = ["ALPHAGRAD", "alphagrad_ratio", "format_table", "run", "run_task", "write_json"]
+
+# AlphaGrad's multiplication counts (fwd, rev, Markowitz, AlphaGrad) on its own graphs, from the table in
+# ../shared/REFERENCE.md (AlphaGrad, NeurIPS 2024, arXiv 2406.05027; TASKS.md section 11).
+ALPHAGRAD: dict[str, tuple[int, int, int, int]] = {
+    "RoeFlux_1d": (620, 364, 407, 320),
+    "RoeFlux_3d": (1556, 979, 938, 811),
+    "RobotArm_6DOF": (397, 301, 288, 231),
+    "HumanHeartDipole": (240, 172, 194, 148),
+    "PropaneCombustion": (151, 90, 111, 88),
+    "BlackScholes_Jacobian": (545, 572, 350, 312),
+    "f": (17728, 8859, 12083, 6374),
+    "g": (632, 566, 451, 417),
+    "Perceptron": (10930, 392, 4796, 389),
+    "Encoder": (135010, 4688, 51869, 4656),
+}
+
+_BASELINES = ("fwd", "rev", "markowitz")
+
+
+def alphagrad_ratio(name: str) -> float:
+    """AlphaGrad's best count over the best of its fwd, rev and Markowitz counts on task ``name``."""
+    fwd, rev, mm, best = ALPHAGRAD[name]
+    return best / min(fwd, rev, mm)
+
+
+def run_task(name: str, *, seconds: float = 60.0, seed: int = 0, max_evals: int | None = None,
+             cache: bool = True) -> dict:
+    """Count every heuristic and search ``seconds`` on task ``name``.
+
+    Returns:
+        A row with keys ``task``, ``vertices``, one count per heuristic name of :data:`plastix.ad.orders.HEURISTICS`
+        (``fwd``, ``rev``, ``markowitz``, ...), ``search``, ``search_seconds``, ``ratio`` (search / min(fwd, rev,
+        markowitz)), ``alphagrad_ratio``, ``fingerprint`` and ``order`` (the searched vertex ids).
+    """
+    task = _tasks.get(name)
+    args = task.valid_args if task.valid_args is not None else task.args
+    cg = CostGraph(plastix.graph(task.fun, task.argnums)(*args))
+    row: dict = {"task": name, "vertices": len(cg.vertices)}
+    for key, heuristic in orders.HEURISTICS.items():
+        row[key] = cg.count(heuristic(cg))
+    start = time.perf_counter()
+    order, muls = orders.search(cg, seconds=seconds, seed=seed, max_evals=max_evals)
+    row["search"] = muls
+    row["search_seconds"] = round(time.perf_counter() - start, 3)
+    row["ratio"] = muls / max(1, min(row[k] for k in _BASELINES))
+    row["alphagrad_ratio"] = alphagrad_ratio(name) if name in ALPHAGRAD else None
+    row["fingerprint"] = cg.fingerprint
+    row["order"] = order
+    if cache:
+        orders.store(orders.Order.of(cg, order, "search", {"seconds": row["search_seconds"], "seed": seed}))
+    return row
+
+
+def _width(name: str) -> int:
+    return max(8, len(name)) + 2
+
+
+def _header() -> str:
+    return (f"{'task':<22}" + "".join(f"{n:>{_width(n)}}" for n in orders.HEURISTICS)
+            + f"{'search':>9}{'s':>6}{'ratio':>8}{'AlphaGrad':>11}")
+
+
+def _line(r: dict) -> str:
+    ag = r.get("alphagrad_ratio")
+    mark = "" if ag is None else ("  <=" if r["ratio"] <= ag else "  >")
+    return (f"{r['task']:<22}" + "".join(f"{r[n]:>{_width(n)}}" for n in orders.HEURISTICS)
+            + f"{r['search']:>9}{r['search_seconds']:>6.0f}{r['ratio']:>8.3f}"
+            + f"{'-' if ag is None else f'{ag:.3f}':>11}{mark}")
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a text table (one line per task)."""
+    return "\n".join([_header()] + [_line(r) for r in rows])
+
+
+def run(names: Iterable[str] | None = None, *, seconds: float = 60.0, seed: int = 0, max_evals: int | None = None,
+        cache: bool = True, echo: Callable[[str], None] = print) -> list[dict]:
+    """:func:`run_task` for every task in ``names`` (default: all), echoing each row as it finishes.
+
+    Returns:
+        The rows of :func:`run_task`.
+    """
+    names = list(_tasks.names() if names is None else names)
+    for n in names:
+        _tasks.get(n)  # KeyError naming the valid tasks
+    echo(f"multiplications per elimination order; search {seconds:g} s per task, seed {seed}; ratio = search / "
+         f"min(fwd, rev, markowitz), AlphaGrad = its best / min(its fwd, rev, Markowitz) (REFERENCE.md)")
+    echo(_header())
+    rows = []
+    for n in names:
+        rows.append(run_task(n, seconds=seconds, seed=seed, max_evals=max_evals, cache=cache))
+        echo(_line(rows[-1]))
+    met = sum(r["ratio"] <= r["alphagrad_ratio"] for r in rows if r["alphagrad_ratio"] is not None)
+    known = sum(r["alphagrad_ratio"] is not None for r in rows)
+    echo(f"\nsearch at or below AlphaGrad's ratio on {met} of {known} tasks")
+    if cache:
+        echo(f"searched orders cached in {orders.cache_dir()}")
+    return rows
+
+
+def write_json(rows: list[dict], path: str | Path) -> None:
+    """Write the rows as JSON (a list of objects)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1) + "\n")
