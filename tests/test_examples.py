@@ -48,3 +48,27 @@ def test_long_sequence_memory_flat_and_learning():
     assert high == pytest.approx(low, rel=0.05)
     assert result["bptt_extrapolated_mb"] == pytest.approx(result["bptt_mb"], rel=0.2)
     assert result["losses"][-1] < result["losses"][0]
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
+
+
+@pytest.mark.slow
+def test_guide_code_blocks_run_and_print_what_the_guide_shows():
+    """Every ```python block of docs/guide.md runs in order in one namespace; a ```text block right after it
+    is its exact output (on one CPU device)."""
+    import contextlib
+    import io
+    import re
+
+    import jax
+
+    namespace = {"__name__": "__guide__"}
+    blocks = re.findall(r"```python\n(.*?)```\n(?:\s*```text\n(.*?)```\n)?", GUIDE.read_text(), flags=re.S)
+    assert len(blocks) >= 15
+    for code, expected in blocks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, str(GUIDE), "exec"), namespace)
+        if expected and jax.device_count() == 1:
+            assert out.getvalue().rstrip("\n") == expected.rstrip("\n"), code
