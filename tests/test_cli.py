@@ -30,8 +30,9 @@ def test_help():
 def test_train_help_lists_options():
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
-    for option in ("--dataset", "--encoding", "--hidden", "--epochs", "--batch-size", "--lr", "--seed", "--out",
-                   "--mode", "bptt", "rate", "latency", "digits"):
+    for option in ("--dataset", "--data-path", "--encoding", "--model", "--hidden", "--layers", "--epochs",
+                   "--batch-size", "--lr", "--seed", "--out", "--resume", "--distributed", "--mode", "bptt", "rate",
+                   "latency", "digits", "randman", "shd", "sigma-delta", "rlif"):
         assert option in result.output
 
 
@@ -52,6 +53,7 @@ def test_tiny_train_run_writes_results(tmp_path):
     assert results["wall_time_s"] > 0 and results["peak_rss_mb"] > 0
     for name in ("curves.png", "raster.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "checkpoint.npz").is_file()
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -63,10 +65,54 @@ def test_tiny_train_run_writes_results(tmp_path):
     (["train", "--mode", "snap"], "snap"),
     (["train", "--lr", "-1"], "lr"),
     (["trian"], "trian"),
+    (["train", "--model", "hh"], "hh"),
+    (["train", "--layers", "0"], "--layers"),
+    (["train", "--dataset", "shd"], "needs a data path"),
+    (["train", "--dataset", "shd", "--data-path", "/no/such/dir"], "/no/such/dir: no such file or directory"),
+    (["train", "--resume"], "resume needs an output directory"),
+    (["train", "--model", "rlif", "--mode", "rtrl", "--steps", "2"], "mode 'rtrl' needs"),
 ])
 def test_bad_options_fail_with_one_line(args, fragment):
     line = one_line_error(runner.invoke(app, args))
     assert fragment in line
+
+
+def _write_shd(path, n, seed):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.float32))
+        units = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.uint16))
+        for i in range(n):
+            times[i] = np.sort(rng.uniform(0, 1.4, 200)).astype(np.float32)
+            units[i] = rng.integers(0, 700, 200)
+        f.create_dataset("labels", data=np.arange(n, dtype=np.uint16) % 10)
+
+
+TINY_ARGS = ["--epochs", "1", "--hidden", "4", "--steps", "4", "--batch-size", "8"]
+
+
+@pytest.mark.parametrize("dataset", ["randman", "shd"])
+def test_tiny_runs_of_generated_and_file_datasets(tmp_path, dataset):
+    extra = ["--samples-per-class", "2"]
+    if dataset == "shd":
+        _write_shd(tmp_path / "shd_train.h5", 16, 0)
+        _write_shd(tmp_path / "shd_test.h5", 10, 1)
+        extra = ["--data-path", str(tmp_path)]
+    result = runner.invoke(app, ["train", "--dataset", dataset, *TINY_ARGS, *extra, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    # the same shapes for both datasets (10 classes, 700 channels, 10 test samples): one compilation
+    assert results["train_samples"] == (16 if dataset == "shd" else 10) and results["test_samples"] == 10
+
+
+def test_bad_data_file_fails_with_one_line(tmp_path):
+    (tmp_path / "shd_train.h5").write_text("not hdf5")
+    (tmp_path / "shd_test.h5").write_text("not hdf5")
+    line = one_line_error(runner.invoke(app, ["train", "--dataset", "shd", "--data-path", str(tmp_path)]))
+    assert "shd_train.h5: not a readable HDF5 file" in line
 
 
 def test_console_entry_point_has_no_traceback():

@@ -54,11 +54,21 @@ app = typer.Typer(
 
 class Dataset(StrEnum):
     digits = "digits"
+    randman = "randman"
+    shd = "shd"
 
 
 class Encoding(StrEnum):
     rate = "rate"
     latency = "latency"
+
+
+class Model(StrEnum):
+    lif = "lif"
+    alif = "alif"
+    rlif = "rlif"
+    sigma_delta = "sigma-delta"
+    dendritic = "dendritic"
 
 
 class Mode(StrEnum):
@@ -75,28 +85,48 @@ def _main() -> None:
 
 @app.command()
 def train(
-    dataset: Annotated[Dataset, typer.Option(help="Dataset to train on.")] = Dataset.digits,
-    encoding: Annotated[Encoding, typer.Option(help="Spike encoding of the inputs.")] = Encoding.rate,
-    hidden: Annotated[int, typer.Option(min=1, help="Number of hidden LIF neurons.")] = 256,
+    dataset: Annotated[Dataset, typer.Option(help="Dataset: digits (bundled), randman (generated) or shd "
+                                                  "(HDF5 files in --data-path).")] = Dataset.digits,
+    data_path: Annotated[Path | None, typer.Option(help="SHD/SSC: a directory with shd_train.h5 and shd_test.h5 "
+                                                        "(or ssc_*), or one .h5 file to split.")] = None,
+    encoding: Annotated[Encoding, typer.Option(help="Spike encoding of the digits.")] = Encoding.rate,
+    steps: Annotated[int | None, typer.Option(min=1, help="Time steps per sample [default: digits 20, "
+                                                          "randman 50, shd 100].")] = None,
+    duration: Annotated[float, typer.Option(help="SHD/SSC: seconds binned into the time steps.")] = 1.4,
+    manifold_dim: Annotated[int, typer.Option(min=1, help="Randman: intrinsic dimension of each manifold.")] = 20,
+    samples_per_class: Annotated[int, typer.Option(min=1, help="Randman: samples per class.")] = 100,
+    model: Annotated[Model, typer.Option(help="Neuron model of the hidden layers.")] = Model.lif,
+    hidden: Annotated[int, typer.Option(min=1, help="Neurons per hidden layer.")] = 256,
+    layers: Annotated[int, typer.Option(min=1, help="Number of hidden layers.")] = 1,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 15,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per optimizer step.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per optimizer step (all devices together).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (positive).")] = 2e-3,
     seed: Annotated[int, typer.Option(help="Seed of the data split, encoding, initialisation and shuffling.")] = 0,
     mode: Annotated[Mode, typer.Option(help="Gradient computation: online eligibility traces (diagonal, eprop, "
                                             "rtrl) or backprop through time (bptt).")] = Mode.diagonal,
-    out: Annotated[Path | None, typer.Option(file_okay=False, help="Write results.json and PNG plots here.")] = None,
+    out: Annotated[Path | None, typer.Option(file_okay=False, help="Write checkpoint.npz (every epoch), "
+                                                                   "results.json and PNG plots here.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+    distributed: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() first (one process per "
+                                                   "host; see docs/training.md).")] = False,
 ) -> None:
-    """Train a feed-forward LIF network on a spike-encoded dataset and report its test accuracy."""
-    from .train import ConfigError, TrainConfig
+    """Train a spiking network with online plasticity (or BPTT) and report its test accuracy."""
+    from .data import DataError
+    from .train import ConfigError, TrainConfig, TrainingDiverged
     from .train import train as run
 
-    config = TrainConfig(dataset=dataset.value, encoding=encoding.value, hidden=hidden, epochs=epochs,
-                         batch_size=batch_size, lr=lr, seed=seed, mode=mode.value)
+    config = TrainConfig(dataset=dataset.value, data_path=None if data_path is None else str(data_path),
+                         encoding=encoding.value, steps=steps, duration=duration, randman_dim=manifold_dim,
+                         randman_samples=samples_per_class, model=model.value, hidden=hidden, layers=layers,
+                         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, mode=mode.value)
     try:
         config.check()
-        run(config, out=out, progress=None)
-    except ConfigError as e:
+        run(config, out=out, resume=resume, progress=None, distributed=distributed)
+    except (ConfigError, DataError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
+    except TrainingDiverged as e:
+        typer.echo(f"Error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 bench = typer.Typer(
