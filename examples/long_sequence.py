@@ -82,10 +82,14 @@ def main(argv=None) -> dict:
         T, m, n, B, budget, block = 1000, 16, 32, 4, 1.0, 250
     k_in, k_out = len(PERIODS), len(PERIODS)
 
-    keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    params = {"hidden": init_linear(keys[0], m, n, gain=3.0), "readout": init_linear(keys[1], n, k_out)}
-    mixing = jax.random.normal(keys[2], (m, k_in))
-    inputs = make_inputs(keys[3], mixing, B)
+    @jax.jit
+    def setup():
+        keys = jax.random.split(jax.random.PRNGKey(0), 4)
+        params = {"hidden": init_linear(keys[0], m, n, gain=3.0), "readout": init_linear(keys[1], n, k_out)}
+        return params, jax.random.normal(keys[2], (m, k_in)), keys[3]
+
+    params, mixing, input_key = setup()
+    inputs = make_inputs(input_key, mixing, B)
     state0 = (jnp.zeros((B, n)), jnp.zeros((B, k_out)))
 
     # Memory: gradient of the summed loss over T steps, batched, BPTT vs online.
