@@ -405,12 +405,14 @@ def store(order: Order) -> Order:
     return order
 
 
-def cached_search(graph: GraphLike, *, seconds: float = SEARCH_SECONDS, seed: int = 0) -> Order:
-    """The searched order of ``graph`` from the cache, or a :func:`search` of ``seconds`` stored in the cache."""
+def cached_search(graph: GraphLike, *, seconds: float | None = None, seed: int = 0) -> Order:
+    """The searched order of ``graph`` from the cache, or a :func:`search` of ``seconds`` (default
+    :data:`SEARCH_SECONDS`) stored in the cache."""
     cg = _cost_graph(graph)
     hit = cached(cg)
     if hit is not None:
         return hit
+    seconds = SEARCH_SECONDS if seconds is None else seconds
     start = time.perf_counter()
     vertices, _ = search(cg, seconds=seconds, seed=seed)
     info = {"seconds": round(time.perf_counter() - start, 3), "seed": seed}
