@@ -77,7 +77,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--neurons", type=int, default=64, help="resonate-and-fire neurons (default 64)")
     parser.add_argument("--steps", type=int, default=200, help="sequence length (default 200)")
     parser.add_argument("--epochs", type=int, default=40, help="passes over the sequence (default 40)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for tests")
     args = parser.parse_args(argv)
     n_in, n, steps, epochs = (args.inputs, args.neurons, args.steps, args.epochs)
