@@ -121,3 +121,29 @@ def test_console_entry_point_has_no_traceback():
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("Error: ")
+
+
+# --- plastix orders ----------------------------------------------------------------------------------------------
+
+
+def test_orders_one_task_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLASTIX_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "orders.json"
+    result = runner.invoke(app, ["orders", "--task", "PropaneCombustion", "--seconds", "0.2", "--seed", "1",
+                                 "--json", str(out), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert "PropaneCombustion" in result.output and "AlphaGrad" in result.output
+    (row,) = json.loads(out.read_text())
+    for key in ("task", "fwd", "rev", "markowitz", "search", "search_seconds", "order"):
+        assert key in row, key
+    assert row["search"] <= min(row["fwd"], row["rev"], row["markowitz"])
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["orders"], "--all"),
+    (["orders", "--task", "NoSuchTask"], "NoSuchTask"),
+    (["orders", "--all", "--seconds", "-1"], "--seconds"),
+])
+def test_orders_bad_options_fail_with_one_line(args, fragment):
+    assert fragment in one_line_error(runner.invoke(app, args))
