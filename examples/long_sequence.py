@@ -6,10 +6,11 @@ sequence length T; the online method (``mode="diagonal"``) carries the state and
 nothing else, so its memory does not depend on T.
 
 Memory figures are XLA's own accounting of the compiled programs (``jax.jit(...).lower(...).compile()
-.memory_analysis()``, temporary buffers), obtained without running them. The input sequence is an argument
-of both and is not counted; the online learner below generates each step's input on the fly and never holds
-the sequence. The script then streams the whole sequence through ``plastix.online.Learner`` (weights updated
-at every step) and prints the loss per block of steps.
+.memory_analysis()``, temporary buffers), obtained without running them: BPTT's gradient over T steps
+(``plastix.online.value_and_grad(..., "bptt")``; the input sequence is its argument and not counted) and the
+online learner over T steps (``plastix.online.Learner`` in a ``fori_loop``, weights updated at every step, each
+step's input generated on the fly). The script then streams the whole sequence through the learner, a tenth
+of it per call, and prints the loss per block.
 
 Run: ``python examples/long_sequence.py [--steps 10000] [--budget-mb 64] [--quick]``
 """
@@ -73,13 +74,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--hidden", type=int, default=128, help="LIF neurons (default 128)")
     parser.add_argument("--batch", type=int, default=16, help="sequences in parallel (default 16)")
     parser.add_argument("--budget-mb", type=float, default=64.0, help="memory budget in MB (default 64)")
-    parser.add_argument("--block", type=int, default=1000, help="steps per reported block (default 1000)")
     parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for tests (1000 steps, budget 1 MB)")
     args = parser.parse_args(argv)
-    T, m, n, B, budget, block = args.steps, args.inputs, args.hidden, args.batch, args.budget_mb, args.block
+    T, m, n, B, budget = args.steps, args.inputs, args.hidden, args.batch, args.budget_mb
     if args.quick:
-        T, m, n, B, budget, block = 1000, 16, 32, 4, 1.0, 250
+        T, m, n, B, budget = 1000, 16, 32, 4, 1.0
     k_in, k_out = len(PERIODS), len(PERIODS)
 
     @jax.jit
@@ -92,47 +92,49 @@ def main(argv=None) -> dict:
     inputs = make_inputs(input_key, mixing, B)
     state0 = (jnp.zeros((B, n)), jnp.zeros((B, k_out)))
 
-    # Memory: gradient of the summed loss over T steps, batched, BPTT vs online.
+    # Online learning: the Learner updates the weights at every step; run(carry, t0) advances `length` steps,
+    # generating each step's input on the fly, and returns the new carry and the mean loss.
+    learner = plastix.online.Learner(step, loss, optax.adam(args.lr), mode="diagonal", every=1)
+    carry = learner.init(params, state0, jnp.zeros((B, m)))
+
+    def stream(length):
+        def run(carry, t0):
+            def body(t, acc):
+                c, total = acc
+                c, metrics = learner.update(c, *inputs(t0 + t))
+                return c, total + metrics["loss"]
+
+            carry, total = lax.fori_loop(0, length, body, (carry, jnp.zeros(())))
+            return carry, total / length
+
+        return run
+
+    # Memory of the compiled programs (not run): BPTT's gradient over T steps vs the online learner over T steps.
     probe = [T // 20, T // 10]
+    bptt = plastix.online.value_and_grad(step, loss, "bptt", batched=True)
     memory = {}
-    for mode, lengths in (("bptt", probe + [T]), ("diagonal", [T // 10, T])):
-        vg = jax.vmap(plastix.online.value_and_grad(step, loss, mode), in_axes=(None, 0, 1, 1))
-        for t in lengths:
-            xs = jax.ShapeDtypeStruct((t, B, m), jnp.float32)
-            ys = jax.ShapeDtypeStruct((t, B, k_out), jnp.float32)
-            _, memory[mode, t] = compiled_mb(vg, params, state0, xs, ys)
+    for t in probe + [T]:
+        xs = jax.ShapeDtypeStruct((t, B, m), jnp.float32)
+        ys = jax.ShapeDtypeStruct((t, B, k_out), jnp.float32)
+        _, memory["bptt", t] = compiled_mb(bptt, params, state0, xs, ys)
+    run_block, memory["online", T // 10] = compiled_mb(stream(T // 10), carry, jnp.int32(0))
+    _, memory["online", T] = compiled_mb(stream(T), carry, jnp.int32(0))
     slope, intercept = np.polyfit(probe, [memory["bptt", t] for t in probe], 1)
     extrapolated = slope * T + intercept
     print(f"network: {m} inputs, {n} LIF neurons, {k_out} leaky readouts, batch {B}; budget {budget:g} MB")
-    print("temporary memory of the compiled gradient (MB):")
+    print("temporary memory of the compiled program (MB), T steps:")
     print("  T        " + "".join(f"{t:>10,}" for t in probe + [T]))
-    for mode in ("bptt", "diagonal"):
+    for mode in ("bptt", "online"):
         print(f"  {mode:<9}" + "".join(f"{memory[mode, t]:>10.3f}" if (mode, t) in memory else f"{'':>10}"
                                        for t in probe + [T]))
     fits = lambda mb: "fits" if mb <= budget else "does NOT fit"
     print(f"BPTT at T={T:,}: {extrapolated:.1f} MB extrapolated from T<={probe[-1]:,} "
           f"({slope * 1e3:.2f} kB per step), {memory['bptt', T]:.1f} MB compiled: {fits(memory['bptt', T])}")
-    print(f"online (diagonal) at T={T:,}: {memory['diagonal', T]:.3f} MB: {fits(memory['diagonal', T])}")
+    print(f"online (Learner, mode 'diagonal') at T={T:,}: {memory['online', T]:.3f} MB: "
+          f"{fits(memory['online', T])}")
 
-    # Online learning over the whole sequence, one block of steps per compiled call.
-    learner = plastix.online.Learner(step, loss, optax.adam(args.lr), mode="diagonal", every=1)
-    carry = learner.init(params, state0, jnp.zeros((B, m)))
-
-    def run_block(carry, t0):
-        def body(c, t):
-            c, metrics = learner.update(c, *inputs(t))
-            return c, metrics["loss"]
-
-        def summed(acc, t):
-            c, total = acc
-            c, value = body(c, t)
-            return (c, total + value), None
-
-        (carry, total), _ = lax.scan(summed, (carry, jnp.zeros(())), t0 + jnp.arange(block))
-        return carry, total / block
-
-    run_block, learner_mb = compiled_mb(run_block, carry, jnp.int32(0))
-    print(f"Learner, {block} steps per call: {learner_mb:.3f} MB temporary memory; streaming {T:,} steps:")
+    block = T // 10
+    print(f"streaming {T:,} steps, {block:,} per call:")
     losses = []
     start = time.perf_counter()
     for t0 in range(0, T - block + 1, block):
@@ -142,8 +144,8 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     print(f"{len(losses) * block:,} online steps in {seconds:.1f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     return {"bptt_mb": memory["bptt", T], "bptt_extrapolated_mb": float(extrapolated),
-            "online_mb": memory["diagonal", T], "online_mb_by_T": [memory["diagonal", T // 10], memory["diagonal", T]],
-            "learner_mb": learner_mb, "budget_mb": budget, "losses": losses}
+            "online_mb": memory["online", T], "online_mb_by_T": [memory["online", T // 10], memory["online", T]],
+            "budget_mb": budget, "losses": losses}
 
 
 if __name__ == "__main__":
