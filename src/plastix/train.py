@@ -177,20 +177,25 @@ def loss_fn(params, xs, labels, config: TrainConfig, spike_fn: Callable):
 
 
 def batch_value_and_grad(config: TrainConfig, spike_fn: Callable) -> Callable:
-    """``(params, xs (B, T, m), labels (B,)) -> (loss, grads)`` of the batch loss, in ``config.mode``."""
+    """``(params, xs (B, T, m), labels (B,)) -> (loss, grads)`` of the batch loss, in ``config.mode``.
+
+    Uses the batched form of :func:`plastix.online.value_and_grad` (gradients contracted over the batch at
+    every step) and divides its sums by the batch size.
+    """
     step, steps = _step_fn(config, spike_fn), config.resolved().steps
 
     def step_loss(out, label):
         logits, _ = out
         return -jax.nn.log_softmax(logits)[label] / steps
 
-    per_example = online.value_and_grad(step, step_loss, config.mode)
+    summed = online.value_and_grad(step, step_loss, config.mode, batched=True)
 
     def gradient(params, xs, labels):
-        state = init_state(params, config.model, (), xs.dtype)
-        targets = jnp.broadcast_to(labels[:, None], labels.shape + (xs.shape[1],))
-        losses, grads = jax.vmap(per_example, in_axes=(None, None, 0, 0))(params, state, xs, targets)
-        return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+        batch = xs.shape[0]
+        state = init_state(params, config.model, (batch,), xs.dtype)
+        targets = jnp.broadcast_to(labels, (xs.shape[1], batch))
+        total, grads = summed(params, state, jnp.swapaxes(xs, 0, 1), targets)
+        return total / batch, jax.tree.map(lambda g: g / batch, grads)
 
     return gradient
 
