@@ -148,6 +148,7 @@ class _Annealer:
     """
 
     STRIDE = 8  # snaps[k]: the elimination state of the current order before position k * STRIDE
+    GLOBAL = 0.5  # probability of a proposal between two uniformly drawn positions (else a local one)
 
     def __init__(self, cg: CostGraph, order: list[int], rng: random.Random):
         self.cg, self.rng = cg, rng
@@ -194,7 +195,7 @@ class _Annealer:
     def _propose(self) -> tuple[list[int], int, int]:
         """A neighbour of the current order and the first and last positions where it may differ."""
         n, rng = len(self.order), self.rng
-        if rng.random() < 0.5:
+        if rng.random() < self.GLOBAL:
             i, j = sorted(rng.sample(range(n), 2))
         else:  # a local move
             i = rng.randrange(n - 1)
@@ -261,7 +262,7 @@ def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
     run = 0
     while more():
         # a round: rollouts, then annealing from the best order (restart) with a cooling schedule
-        for _ in range(20):
+        for _ in range(10):
             if not more():
                 break
             order, muls = _rollout(cg, rng, rng.choice((0.1, 0.3, 0.6, 1.0)), best)
