@@ -34,8 +34,8 @@ from pathlib import Path
 from ._cost import CostGraph, CostState
 from ._graph import Graph
 
-__all__ = ["HEURISTICS", "NAMES", "Order", "SEARCH_SECONDS", "cache_dir", "cached_search", "forward",
-           "load_order", "markowitz", "min_fill", "reverse", "reverse_markowitz", "search"]
+__all__ = ["HEURISTICS", "NAMES", "Order", "SEARCH_SECONDS", "cache_dir", "cached", "cached_search", "forward",
+           "load_order", "markowitz", "min_fill", "resolve", "reverse", "reverse_markowitz", "search", "store"]
 
 GraphLike = Graph | CostGraph
 
