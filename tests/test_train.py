@@ -49,8 +49,9 @@ def test_config_check():
 ROTATION = [(model, MODES[i % len(MODES)]) for i, model in enumerate(MODELS)]
 
 
-def _tiny_run(model, mode, layers=1):
-    config = TrainConfig(**{**TINY.__dict__, "model": model, "mode": mode, "epochs": 1, "layers": layers})
+def _tiny_run(model, mode, layers=1, **overrides):
+    config = TrainConfig(**{**TINY.__dict__, "model": model, "mode": mode, "epochs": 1, "layers": layers,
+                            **overrides})
     results = train(config, **QUIET)
     assert np.isfinite(results["epochs"][0]["train_loss"]) and 0 <= results["final"]["test_acc"] <= 1
 
@@ -60,10 +61,32 @@ def test_every_model_trains(model, mode):
     _tiny_run(model, mode, layers=2 if model == "dendritic" else 1)
 
 
+@pytest.fixture(scope="module")
+def tiny_shd(tmp_path_factory):
+    """A directory with shd_train.h5 and shd_test.h5 of 12 channels, 3 classes."""
+    import h5py
+
+    root = tmp_path_factory.mktemp("shd")
+    rng = np.random.default_rng(0)
+    for name, n in (("shd_train.h5", 24), ("shd_test.h5", 9)):
+        with h5py.File(root / name, "w") as f:
+            times = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.float32))
+            units = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.uint16))
+            for i in range(n):
+                times[i] = np.sort(rng.uniform(0, 1.4, 30)).astype(np.float32)
+                units[i] = rng.integers(0, 12, 30)
+            f.create_dataset("labels", data=np.arange(n, dtype=np.uint16) % 3)
+    return root
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model, mode", [(m, o) for m in MODELS for o in MODES if (m, o) not in ROTATION])
-def test_every_model_and_mode_trains(model, mode):
-    _tiny_run(model, mode)
+@pytest.mark.parametrize("dataset", ["digits", "randman", "shd"])
+@pytest.mark.parametrize("model, mode", [(m, o) for m in MODELS for o in MODES])
+def test_every_dataset_model_and_mode_trains(model, mode, dataset, tiny_shd):
+    overrides = {"dataset": dataset, "data_path": str(tiny_shd) if dataset == "shd" else None}
+    if dataset == "digits":
+        overrides["test_fraction"] = 0.98  # 36 training samples
+    _tiny_run(model, mode, **overrides)
 
 
 def test_rtrl_on_too_large_network_is_refused():

@@ -68,7 +68,7 @@ class ConfigError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the epoch and step."""
+    """The loss or the gradient norm became NaN or infinite; the message names the epoch and step."""
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
     Raises:
         ConfigError: an invalid configuration or combination (e.g. ``rtrl`` on a network too large for it).
         FileNotFoundError, plastix.data.DataError: missing or malformed data files.
-        TrainingDiverged: the training loss became NaN or infinite.
+        TrainingDiverged: the training loss or gradient norm became NaN or infinite.
     """
     config = config.resolved()
     config.check()
@@ -409,7 +409,7 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
         t0 = time.perf_counter()
         losses, accs = [], []
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
-                   disable=None if progress is None or not lead else not progress, file=sys.stderr,
+                   disable=not lead or (None if progress is None else not progress), file=sys.stderr,
                    dynamic_ncols=True)
         batches = data.iterate(train_set, config.batch_size, seed=config.seed + epoch, last="drop", shard=shard)
         for i, batch in enumerate(batches, start=1):
@@ -422,7 +422,7 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
             if bad:
                 bar.close()
                 kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {checkpoint}"
-                        if checkpoint is not None and checkpoint.exists() else "no checkpoint was written")
+                        if checkpoint is not None and epoch > 1 else "no checkpoint was written")
                 raise TrainingDiverged(f"{' and '.join(bad)} at epoch {epoch}, step {i} (global step "
                                        f"{global_step + i}); {kept}; try a smaller --lr")
             accs.append(float(acc))
