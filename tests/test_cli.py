@@ -115,6 +115,18 @@ def test_bad_data_file_fails_with_one_line(tmp_path):
     assert "shd_train.h5: not a readable HDF5 file" in line
 
 
+def test_diverged_run_exits_1_with_one_line(monkeypatch):
+    import plastix.train
+
+    def diverge(config, **kwargs):
+        raise plastix.train.TrainingDiverged("loss became nan at epoch 3, step 5 (global step 49); ...")
+
+    monkeypatch.setattr(plastix.train, "train", diverge)
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == "Error: loss became nan at epoch 3, step 5 (global step 49); ..."
+
+
 def test_console_entry_point_has_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "plastix.cli", "train", "--mode", "online"],
                           capture_output=True, text=True, timeout=120)
