@@ -219,15 +219,42 @@ def test_batched_equals_vmap_then_sum(model, mode):
     assert_close(grads, jax.tree.map(lambda g: jnp.sum(g, axis=0), ref), atol=1e-10)
 
 
+@pytest.mark.parametrize("mode", ["diagonal", "eprop"])
+def test_chunked_traces_equal_step_by_step(mode):
+    """Chunks of 5 over 24 steps (4 chunks and a remainder of 4) give the step-by-step result; the plan finds
+    the per-neuron blocks (W and R of the single-state recurrent LIF below)."""
+    def step(params, v, x):
+        z = SPIKE(v - 1.0)
+        v = 0.9 * (v - lax.stop_gradient(z)) + params["W"] @ x + params["R"] @ z
+        return v, params["Wo"] @ SPIKE(v - 1.0)
+
+    W, R, Wo = weights(1, (N, M), (N, N), (C, N), scale=2.5)
+    params, v0 = {"W": W, "R": 0.5 * R, "Wo": Wo}, jnp.zeros(N)
+    xs, ts = data(3, batch=2)
+    rate = float(np.mean([spike_rate(step, params, v0, xs[:, b], lambda v: v > 1.0) for b in range(2)]))
+    assert 0.01 <= rate <= 0.6, rate
+    plan = po.plan_traces(step, params, v0, xs[0, 0], mode)
+    assert len(plan.chunks) == 2, plan.chunks
+    v0b = jnp.zeros((2, N))
+    ref_loss, ref = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=1))(params, v0b, xs, ts)
+    loss, grads = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=5))(params, v0b, xs, ts)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_close(grads, ref, atol=1e-10)
+    _, exact = po.value_and_grad(step, mse, "bptt", batched=True)(params, v0b, xs, ts)
+    np.testing.assert_allclose(grads["Wo"], exact["Wo"], atol=1e-8)
+
+
 # --------------------------------------------------------------------------------- memory and errors
 def test_trace_memory_does_not_grow_with_sequence_length():
     step, params, u0 = lif_model("subtract", True, False)
     temps = {}
-    for steps in (20, 400):
+    # multiples of the chunk (64), at least two chunks: a remainder chunk, or a single chunk that XLA unrolls,
+    # changes the (constant) buffers
+    for steps in (128, 4096):
         xs, ts = jnp.ones((steps, M)), jnp.ones((steps, C))
         compiled = jax.jit(po.value_and_grad(step, mse, "diagonal")).lower(params, u0, xs, ts).compile()
         temps[steps] = compiled.memory_analysis().temp_size_in_bytes
-    assert temps[400] <= 1.1 * temps[20], temps
+    assert temps[4096] <= 1.1 * temps[128], temps
 
 
 @pytest.mark.parametrize("detach, w_size", [(True, M), (False, N * M)])
@@ -250,5 +277,7 @@ def test_bad_inputs_are_named():
         po.value_and_grad(lambda p, u, x: (u[:3], p["Wo"] @ u), mse)(params, u0, xs, ts)
     with pytest.raises(ValueError, match="scalar"):
         po.value_and_grad(step, lambda o, t: (o - t) ** 2)(params, u0, xs, ts)
+    with pytest.raises(ValueError, match="chunk must be a positive number of steps, got 0"):
+        po.value_and_grad(step, mse, "diagonal", chunk=0)
     with pytest.raises(ValueError, match=r"needs traces of 5 numbers.*max_trace_size=3"):
         po.value_and_grad(step, mse, "diagonal", max_trace_size=3)(params, u0, xs, ts)

@@ -406,7 +406,7 @@ def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 40
 
 def format_cosine(result: dict) -> str:
     """The gradient check as lines of text."""
-    c3 = lambda v: "   zero" if v is None or math.isnan(v) else f"{v:7.4f}"  # nan: a zero gradient
+    c3 = lambda v: "    n/a" if v is None else "   zero" if math.isnan(v) else f"{v:7.4f}"  # nan: a zero gradient
     lines = [f"gradient cosine to BPTT, n={result['n']}, T={result['steps']}, batch {result['batch']} "
              f"(spike rate {result['spike_rate']:.3f} per neuron per step, |dL/dW_in| bptt "
              f"{result['bptt_norm_w_in']:.3g}):",
@@ -421,8 +421,8 @@ def format_cosine(result: dict) -> str:
                      f"{c['norm_w_in']:8.3g}  {c['loss']:.6g} ({c['bptt_loss']:.6g})")
     if "braintrace_d_rtrl_vs_diagonal" in result:
         c = result["braintrace_d_rtrl_vs_diagonal"]
-        lines.append(f"BrainTrace D_RTRL vs plastix diagonal: cosine {c['cos_w_in']:.4f} (W_in), "
-                     f"{c['cos_w_rec']:.4f} (W_rec)")
+        rec = "" if c["cos_w_rec"] is None else f", {c['cos_w_rec']:.4f} (W_rec)"
+        lines.append(f"BrainTrace D_RTRL vs plastix diagonal: cosine {c['cos_w_in']:.4f} (W_in){rec}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from ..ad._graph import Graph, reachable
 from ..ad._partial import Axis, Partial, compose
 from ..ad.api import _Traced
 
-__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "vjp", "batch_vjp"]
+__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "batch_vjp"]
 
 
 @dataclass
@@ -42,13 +42,6 @@ def diagonal_part(p: Partial) -> Partial:
     n = max(1, int(jnp.size(jnp.zeros(p.out_shape, jnp.int8))))
     diag = jnp.diagonal(p.todense().reshape(n, n)).reshape(p.out_shape)
     return Partial.elementwise(diag, p.in_shape, p.out_shape, p.dtype)
-
-
-def vjp(cotangent, p: Partial):
-    """``cotangent · p``: a dense array of ``p.in_shape``."""
-    ct = Partial.dense(jnp.asarray(cotangent, p.dtype), (), p.out_shape)
-    product, _ = compose(ct, p)
-    return jnp.zeros(p.in_shape, p.dtype) if product is None else product.todense()
 
 
 def batch_vjp(cotangents, p: Partial):

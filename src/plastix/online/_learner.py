@@ -86,9 +86,9 @@ class Learner:
         check_step(self.step, self.loss, params, jax.tree.map(lambda v: v[0], carry.state),
                    jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[0], target))
 
-        state, traces, values, grads, outs = online_step_batch(self.step, self.loss, self.plan, params, carry.state,
-                                                               carry.traces, x, target, order=self.order,
-                                                               feedback=self.feedback)
+        state, traces, values, grads, outs, _ = online_step_batch(self.step, self.loss, self.plan, params,
+                                                                  carry.state, carry.traces, x, target,
+                                                                  order=self.order, feedback=self.feedback)
         leaves, treedef = jax.tree.flatten(params)
         batch = values.shape[0]
         grads = jax.tree.unflatten(treedef, [(g / batch).astype(p.dtype) for g, p in zip(grads, leaves)])

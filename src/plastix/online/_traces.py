@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from ..ad._partial import Partial, add, canonical, compose, structure_key
-from ._jacobians import StepJacobians, batch_vjp, diagonal_part, step_jacobians, vjp
+from ._chunked import chunk_end, chunk_layout, col_factor, row_factor
+from ._jacobians import StepJacobians, batch_vjp, diagonal_part, step_jacobians
 
-__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step", "online_step_batch",
+__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
            "random_feedback"]
 
 MODES = ("bptt", "rtrl", "diagonal", "eprop")
@@ -125,6 +126,7 @@ class TracePlan:
     mode: str
     blocks: tuple[tuple[int, int], ...]
     templates: dict
+    chunks: dict = field(default_factory=dict)
 
     def zeros(self, batch: int | None = None) -> dict:
         """Traces at t = 0 (with a leading axis of size ``batch`` on the stored values if given)."""
@@ -161,13 +163,15 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
                             t.dtype)
             found[k] = t
         found["blocks"] = blocks
+        found["chunks"] = {k: chunk_layout(k, H, jac.F, blocks, found[k]) for k in blocks}
         return 0
 
     jax.eval_shape(probe, params, state, x)
     blocks = tuple(found.pop("blocks"))
+    chunks = {k: layout for k, layout in found.pop("chunks").items() if layout is not None}
     templates = {k: Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, t.val_labels,
                             jax.ShapeDtypeStruct(t.val.shape, t.val.dtype), t.dtype) for k, t in found.items()}
-    return TracePlan(mode, blocks, templates)
+    return TracePlan(mode, blocks, templates, chunks)
 
 
 def conform(p: Partial | None, template: Partial) -> Partial:
@@ -214,50 +218,51 @@ def _signal(step_fn, loss_fn, params, state, feedback):
     return new_state, out, values, grads, jax.tree.leaves(signal)
 
 
-def _next_traces(step, plan: TracePlan, params, state, traces, x, order):
-    """``G_t = H_t G_{t-1} + F_t`` for one example, in the plan's layouts."""
-    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
-    update = _trace_update(effective_H(jac, plan.mode), jac.F, traces, plan.blocks)
-    return {k: conform(update[k], plan.templates[k]) for k in plan.blocks}
+def _next_traces(step, plan: TracePlan, params, state, traces, x, order, chunked=()):
+    """``G_t = H_t G_{t-1} + F_t`` for one example, in the plan's layouts.
 
-
-def online_step(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev", feedback=None):
-    """One step of online learning for one example.
-
-    The learning signal comes from one reverse pass through the step (``l·∂out/∂θ`` and ``l·∂out/∂s``: the
-    error backpropagated through the layers within the step); the traces carry the past. With ``feedback``
-    (see :func:`value_and_grad`) that reverse pass runs with the given fixed matrices in place of the
-    corresponding parameters (feedback alignment); those parameters keep their exact gradient.
-
-    Returns:
-        ``(new_state, new_traces, loss_value, grads, out)`` where ``grads`` is a list over parameter leaves
-        of this step's contribution ``dℓ_t/dθ`` (computed with the traces of the previous step).
+    For the blocks in ``chunked`` the trace is left as it is and ``(h_t, x_t)`` (see :mod:`._chunked`) is
+    returned instead. Returns ``(traces, {block: (h_t, x_t)})``.
     """
-    step_fn = lambda p, s: step(p, s, x)
-    loss_fn = lambda out: (lambda v: (v, v))(loss(out, target))
-    new_state, out, value, grads, signals = _signal(step_fn, loss_fn, params, state, feedback)
-    for (a, p), g in traces.items():
-        grads[p] = grads[p] + vjp(signals[a], g).astype(grads[p].dtype)
-    new_traces = _next_traces(step, plan, params, state, traces, x, order)
-    return new_state, new_traces, value, grads, out
+    jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
+    H = effective_H(jac, plan.mode)
+    plain = [k for k in plan.blocks if k not in chunked]
+    update = _trace_update(H, jac.F, traces, plain)
+    new = dict(traces) | {k: conform(update[k], plan.templates[k]) for k in plain}
+    pieces = {}
+    for (a, p) in chunked:
+        template, layout = plan.templates[(a, p)], plan.chunks[(a, p)]
+        pieces[(a, p)] = (row_factor(H[a][a], template, layout), col_factor(jac.F[a][p], template, layout))
+    return new, pieces
 
 
 def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev",
-                      feedback=None):
-    """:func:`online_step` for a batch (leading axis of ``state``, ``traces``, ``x``, ``target``).
+                      feedback=None, chunked=()):
+    """One step of online learning for a batch (leading axis of ``state``, ``traces``, ``x``, ``target``).
+
+    The learning signal comes from one reverse pass through the step (``l·∂out/∂θ`` and ``l·∂out/∂s``: the
+    error backpropagated through the layers within the step); the traces carry the past (the contribution
+    of step ``t`` uses the traces of step ``t-1``). With ``feedback`` (see :func:`value_and_grad`) that reverse
+    pass runs with the given fixed matrices in place of the corresponding parameters (feedback alignment).
 
     Returns per-example losses and outputs and the gradient contributions *summed over the batch*, each
     contracted over the batch in one product (a matrix product for a low-rank trace), so no per-example
-    gradient is ever formed.
+    gradient is ever formed. The blocks in ``chunked`` are neither advanced nor contracted; for them the
+    returned ``pieces`` hold ``(h_t, x_t, L_t)`` for :func:`._chunked.chunk_end`.
+
+    Returns:
+        ``(new_state, new_traces, losses, grads, out, pieces)``.
     """
     step_fn = lambda p, s: jax.vmap(step, in_axes=(None, 0, 0))(p, s, x)
     loss_fn = lambda out: (lambda v: (jnp.sum(v), v))(jax.vmap(loss)(out, target))
     new_state, out, values, grads, signals = _signal(step_fn, loss_fn, params, state, feedback)
     for (a, p), g in traces.items():
-        grads[p] = grads[p] + batch_vjp(signals[a], g).astype(grads[p].dtype)
-    next_one = lambda s, tr, x: _next_traces(step, plan, params, s, tr, x, order)
-    new_traces = jax.vmap(next_one)(state, traces, x)
-    return new_state, new_traces, values, grads, out
+        if (a, p) not in chunked:
+            grads[p] = grads[p] + batch_vjp(signals[a], g).astype(grads[p].dtype)
+    next_one = lambda s, tr, x: _next_traces(step, plan, params, s, tr, x, order, chunked)
+    new_traces, pieces = jax.vmap(next_one)(state, traces, x)
+    pieces = {(a, p): (h, f, signals[a]) for (a, p), (h, f) in pieces.items()}
+    return new_state, new_traces, values, grads, out, pieces
 
 
 def check_step(step, loss, params, state, x, target) -> None:
@@ -278,7 +283,8 @@ def check_step(step, loss, params, state, x, target) -> None:
 
 
 def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
-                   max_trace_size: int | None = None, feedback=None, batched: bool = False) -> Callable:
+                   max_trace_size: int | None = None, feedback=None, batched: bool = False,
+                   chunk: int = 64) -> Callable:
     """Loss and gradient of a recurrent step function over a sequence, computed online.
 
     Args:
@@ -295,6 +301,10 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
             ``(T, B, ...)``, time-major) and the results are summed over it. Equal to ``jax.vmap`` of the
             unbatched function followed by a sum, but faster: each step's gradient is contracted over the batch
             in one product instead of being formed per example.
+        chunk: traces whose recurrence acts per neuron (``G_t[r, c] = h_t[r] G_{t-1}[r, c] + x_t[c]``, e.g. a
+            weight into LIF neurons) are advanced exactly every ``chunk`` steps with matrix products, from
+            ``chunk`` stored factors per example (see ``plastix.online._chunked``); ``1`` advances every trace
+            at every step. Memory stays independent of the sequence length either way.
 
     Returns:
         ``vg(params, state0, xs, targets) -> (total_loss, grads)`` where ``xs`` and ``targets`` have a leading
@@ -302,42 +312,70 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
         ``grads`` has the structure of ``params``. Jittable; the unbatched form is ``jax.vmap``-able.
 
     Raises:
-        ValueError: unknown mode, state/step mismatch, non-scalar loss, or traces above ``max_trace_size``.
+        ValueError: unknown mode, state/step mismatch, non-scalar loss, traces above ``max_trace_size``, or a
+            ``chunk`` below 1.
     """
     check_mode(mode)
+    if not (isinstance(chunk, int) and chunk >= 1):
+        raise ValueError(f"chunk must be a positive number of steps, got {chunk!r}")
     first = (lambda v: v[0, 0]) if batched else (lambda v: v[0])
 
     def vg(params, state0, xs, targets):
         x0, t0 = jax.tree.map(first, xs), jax.tree.map(first, targets)
         s0 = jax.tree.map(lambda v: v[0], state0) if batched else state0
         check_step(step, loss, params, s0, x0, t0)
+        if not batched:  # a batch of one: the same code path (inputs get their batch axis step by step)
+            state0 = jax.tree.map(lambda v: jnp.expand_dims(v, 0), state0)
         if mode == "bptt":
-            if batched:
-                step_b = lambda p, s, x: jax.vmap(step, in_axes=(None, 0, 0))(p, s, x)
-                return _bptt(step_b, lambda out, t: jnp.sum(jax.vmap(loss)(out, t)), params, state0, xs, targets)
-            return _bptt(step, loss, params, state0, xs, targets)
+            step_b = lambda p, s, x: jax.vmap(step, in_axes=(None, 0, 0))(p, s, x)
+            if not batched:
+                return _bptt(step, loss, params, s0, xs, targets)
+            return _bptt(step_b, lambda out, t: jnp.sum(jax.vmap(loss)(out, t)), params, state0, xs, targets)
         plan = plan_traces(step, params, s0, x0, mode, order=order)
         if max_trace_size is not None and plan.stored_size > max_trace_size:
             raise ValueError(f"mode {mode!r} needs traces of {plan.stored_size:,} numbers per example, more than "
                              f"max_trace_size={max_trace_size:,}; use 'diagonal' or 'eprop' or a smaller network")
-        leaves, treedef = jax.tree.flatten(params)
-        advance = online_step_batch if batched else online_step
-
-        def body(carry, inputs):
-            state, traces, total, grads = carry
-            x, target = inputs
-            state, traces, value, step_grads, _ = advance(step, loss, plan, params, state, traces, x, target,
-                                                          order=order, feedback=feedback)
-            grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
-            return (state, traces, total + jnp.sum(value), grads), None
-
-        total0 = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
-        batch = jax.tree.leaves(state0)[0].shape[0] if batched else None
-        init = (state0, plan.zeros(batch), total0, [jnp.zeros_like(v) for v in leaves])
-        (_, _, total, grads), _ = lax.scan(body, init, (xs, targets))
-        return total, jax.tree.unflatten(treedef, grads)
+        return _online(step, loss, plan, params, state0, xs, targets, order=order, feedback=feedback,
+                       chunked=plan.chunks if chunk > 1 else {}, chunk=chunk, batched=batched)
 
     return vg
+
+
+def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, feedback, chunked, chunk, batched):
+    """The online pass over a time-major batch: chunks of ``chunk`` steps, each closed by :func:`chunk_end`.
+
+    Without ``batched`` the inputs have no batch axis and get one of size 1 at each step.
+    """
+    leaves, treedef = jax.tree.flatten(params)
+
+    def one_step(carry, inputs):
+        state, traces, total, grads = carry
+        x, target = inputs if batched else jax.tree.map(lambda v: jnp.expand_dims(v, 0), inputs)
+        state, traces, value, step_grads, _, pieces = online_step_batch(
+            step, loss, plan, params, state, traces, x, target, order=order, feedback=feedback, chunked=chunked)
+        grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
+        return (state, traces, total + jnp.sum(value), grads), pieces
+
+    def run_chunk(carry, inputs):
+        carry, pieces = lax.scan(one_step, carry, inputs)
+        state, traces, total, grads = carry
+        traces, grads = dict(traces), list(grads)
+        for (a, p), (h, x, signal) in pieces.items():
+            traces[(a, p)], g = chunk_end(traces[(a, p)], h, x, signal, plan.templates[(a, p)], chunked[(a, p)])
+            grads[p] = grads[p] + g.astype(grads[p].dtype)
+        return (state, traces, total, grads), None
+
+    steps = jax.tree.leaves(xs)[0].shape[0]
+    size = min(chunk, steps) if chunked else steps
+    full, rest = divmod(steps, size)
+    total0 = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
+    carry = (state0, plan.zeros(jax.tree.leaves(state0)[0].shape[0]), total0, [jnp.zeros_like(v) for v in leaves])
+    window = lambda start: jax.tree.map(lambda v: lax.dynamic_slice_in_dim(v, start, size), (xs, targets))
+    carry = lax.fori_loop(0, full, lambda k, c: run_chunk(c, window(k * size))[0], carry)
+    if rest:
+        carry, _ = run_chunk(carry, jax.tree.map(lambda v: v[full * size:], (xs, targets)))
+    _, _, total, grads = carry
+    return total, jax.tree.unflatten(treedef, grads)
 
 
 def _bptt(step, loss, params, state0, xs, targets):

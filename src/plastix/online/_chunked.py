@@ -1,0 +1,152 @@
+"""Exact chunked updates of traces whose recurrence acts per neuron.
+
+Many trace blocks ``G = ∂s/∂θ`` obey, for each example,
+
+    G_t[r, c] = h_t[r] · G_{t-1}[r, c] + x_t[c]
+
+where ``r`` runs over the state's axes, ``c`` over the parameter's other axes, ``h_t`` is the kept (diagonal)
+part of ``H_t`` and ``x_t`` the factor of ``F_t`` (the presynaptic activity for a weight). Their gradient
+contribution is ``g += Σ_t L_t[r] · G_{t-1}[r, c]`` with the learning signal ``L_t``. Over a chunk of ``K``
+steps after ``t0`` both have closed forms with suffix products ``A_k = Π_{j>k} h_j`` and the backward
+recursion ``B_{k-1} = L_k + h_k · B_k`` (``B_{K-1} = 0``)::
+
+    G_{t0+K} = A_{-1} ⊙ G_{t0} + Σ_k A_k ⊗ x_k,          g += B_{-1} ⊙ G_{t0} + Σ_k B_k ⊗ x_k.
+
+So a chunk touches the stored trace once and does the rest as matrix products with inner dimension ``K``
+(``K·batch`` for the gradient) instead of ``K`` memory-bound passes over the trace. No division, so nothing
+over- or underflows that the step-by-step update would not; the result is the same up to rounding.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..ad._partial import Partial, _batch_sum, canonical, structure_key
+from ._jacobians import is_local
+
+__all__ = ["ChunkLayout", "chunk_layout", "row_factor", "col_factor", "chunk_end"]
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """Labels of a chunkable trace: ``rows`` (the state's axes, in order), the stored ``val_rows`` and ``cols``."""
+
+    rows: tuple[int, ...]
+    val_rows: tuple[int, ...]
+    cols: tuple[int, ...]
+
+
+def chunk_layout(block, H, F, blocks, template: Partial) -> ChunkLayout | None:
+    """The layout of ``block = (state a, parameter p)`` if its trace has the per-neuron form, else ``None``.
+
+    Requires: no other traced block of ``p`` is coupled to ``a`` through ``H``; ``H[a][a]`` is per element of
+    the state; ``F[a][p]`` has the trace's structure and values only on the parameter's own axes.
+    """
+    a, p = block
+    for b in range(len(H)):
+        if b != a and (b, p) in blocks and (H[a][b] is not None or H[b][a] is not None):
+            return None
+    if any(axis.index is not None for axis in template.out_axes):
+        return None
+    rows = tuple(axis.labels[0] for axis in template.out_axes)
+    in_labels = {label for axis in template.in_axes for label in axis.labels}
+    if len(set(rows)) != len(rows) or not set(rows) <= in_labels or not set(template.val_labels) <= in_labels:
+        return None
+    val_rows = tuple(label for label in template.val_labels if label in rows)
+    cols = tuple(label for label in template.val_labels if label not in rows)
+    if template.val_labels != val_rows + cols:
+        return None
+    h = H[a][a]
+    if h is not None:
+        if not is_local(h) or not set(_row_labels(h, template)) <= set(val_rows):
+            return None
+    f = F[a][p]
+    if f is not None:
+        f = canonical(f)
+        if structure_key(f) != structure_key(template) or (f.val is not None and not set(f.val_labels) <= set(cols)):
+            return None
+    return ChunkLayout(rows, val_rows, cols)
+
+
+def _row_labels(h: Partial, template: Partial) -> tuple[int, ...]:
+    """The labels of ``h``'s stored values, renamed to the template's row labels (axis by axis)."""
+    h = canonical(h)
+    rename = {axis.labels[0]: t.labels[0] for axis, t in zip(h.out_axes, template.out_axes)}
+    return tuple(rename[label] for label in h.val_labels) if h.val is not None else ()
+
+
+def _row_shape(template: Partial, layout: ChunkLayout, present) -> list[int]:
+    return [template.sizes[r] if r in present else 1 for r in layout.rows]
+
+
+def row_factor(h: Partial | None, template: Partial, layout: ChunkLayout) -> jax.Array:
+    """``h_t`` as an array over the rows (size 1 where the trace does not vary), for one example."""
+    shape = _row_shape(template, layout, layout.val_rows)
+    if h is None:
+        return jnp.zeros(shape, template.dtype)
+    h = canonical(h)
+    if h.val is None:
+        return jnp.ones(shape, template.dtype)
+    labels = _row_labels(h, template)
+    order = sorted(range(len(labels)), key=lambda k: layout.rows.index(labels[k]))
+    val = jnp.transpose(h.val, order).reshape(_row_shape(template, layout, labels))
+    return jnp.broadcast_to(val, shape).astype(template.dtype)
+
+
+def col_factor(f: Partial | None, template: Partial, layout: ChunkLayout) -> jax.Array:
+    """``x_t`` (the factor of ``F_t``) as an array over the trace's columns, for one example."""
+    shape = [template.sizes[c] for c in layout.cols]
+    if f is None:
+        return jnp.zeros(shape, template.dtype)
+    f = canonical(f)
+    if f.val is None:
+        return jnp.ones(shape, template.dtype)
+    order = sorted(range(len(f.val_labels)), key=lambda k: layout.cols.index(f.val_labels[k]))
+    sizes = [template.sizes[c] if c in f.val_labels else 1 for c in layout.cols]
+    return jnp.broadcast_to(jnp.transpose(f.val, order).reshape(sizes), shape).astype(template.dtype)
+
+
+def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayout):
+    """Advance a batched trace over one chunk and return it with the chunk's gradient contribution.
+
+    Args:
+        trace: the trace at the chunk's start, values ``(batch, *val_rows, *cols)``.
+        h: ``(K, batch, *rows)`` row factors (size-1 rows where the trace does not vary).
+        x: ``(K, batch, *cols)`` column factors.
+        signal: ``(K, batch, *rows)`` learning signals ``∂ℓ_t/∂s_{t-1}``.
+
+    Returns:
+        ``(trace at the chunk's end, dense gradient contribution summed over the batch)``.
+    """
+    ones = jnp.ones(h.shape[1:], h.dtype)
+
+    def back(carry, inputs):
+        a, b = carry
+        h_k, l_k = inputs
+        return (h_k * a, l_k + h_k * b), (a, b)
+
+    (a_first, b_first), (a_k, b_k) = lax.scan(back, (ones, jnp.zeros(signal.shape[1:], signal.dtype)),
+                                              (h, signal), reverse=True)
+    g0 = trace.val
+    drop = [k for k, r in enumerate(layout.rows) if r not in layout.val_rows]
+    a_first = jnp.squeeze(a_first, [1 + k for k in drop])
+    a_first = a_first.reshape(a_first.shape + (1,) * len(layout.cols))
+    letter = dict(zip(layout.rows + layout.cols, string.ascii_lowercase))
+    spec_r = "".join(letter[r] for r in layout.val_rows)
+    spec_c = "".join(letter[c] for c in layout.cols)
+    spread = jnp.einsum(f"KB{spec_r},KB{spec_c}->B{spec_r}{spec_c}", jnp.squeeze(a_k, [2 + k for k in drop]), x)
+    new = a_first * g0 + spread
+    labels = layout.rows + layout.cols
+    flat = lambda v: v.reshape((-1,) + v.shape[2:])
+    val = _batch_sum([(layout.rows, b_first), (layout.val_rows + layout.cols, g0)], labels)
+    val = val + _batch_sum([(layout.rows, flat(b_k)), (layout.cols, flat(x))], labels)
+    grad = Partial((), template.in_shape, template.sizes, (), template.in_axes, labels, val, template.dtype)
+    new_trace = Partial(trace.out_shape, trace.in_shape, trace.sizes, trace.out_axes, trace.in_axes,
+                        trace.val_labels, new.astype(g0.dtype), trace.dtype)
+    return new_trace, grad.todense()
+
