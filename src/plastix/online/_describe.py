@@ -14,7 +14,8 @@ def describe(step, params, state, x, *, order="rev", file=None) -> str:
     """Print (and return) the structure derived from ``step(params, state, x) -> (new_state, out)``.
 
     Lists the state variables, which blocks of ``H = ds'/ds`` are local to a neuron or couple different
-    neurons, and for every mode each parameter's traced blocks with their layout and stored size.
+    neurons, and for every mode each parameter's traced blocks with their layout and stored size, and
+    whether the block's recurrence acts per neuron (then ``value_and_grad`` advances it in chunks).
     """
     jac = step_jacobians(step, params, state, x, order=order, local=True)
     state_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree.flatten_with_path(state)[0]]
@@ -40,8 +41,9 @@ def describe(step, params, state, x, *, order="rev", file=None) -> str:
         plan = plan_traces(step, params, state, x, mode, order=order)
         lines.append(f"traces in mode {mode!r}: {plan.stored_size:,} numbers per example")
         for (a, p), t in plan.templates.items():
+            chunked = ", per-neuron recurrence (advanced in chunks)" if (a, p) in plan.chunks else ""
             lines.append(f"  d s{a} / d {param_paths[p] or '<params>'}: {t.kind} {t.out_shape}x{t.in_shape}, "
-                         f"stores {t.stored_size:,}")
+                         f"stores {t.stored_size:,}{chunked}")
         untraced = [param_paths[p] for p in range(len(param_paths)) if all(k[1] != p for k in plan.blocks)]
         if untraced:
             lines.append(f"  no trace (reach the loss within a step only): {', '.join(untraced)}")
