@@ -453,11 +453,17 @@ def _get(rows, method, n, steps, key):
     return None
 
 
+def _without_inputs(rows, n, steps):
+    peak, inputs = _get(rows, "diagonal", n, steps, "peak_rss_mb"), _get(rows, "diagonal", n, steps, "input_mb")
+    return None if peak is None or inputs is None else peak - inputs
+
+
 def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
     """The three target ratios (at n=512, T ∈ {100, 1000, 4000}, or the largest n and the nearest T present).
 
     * ``diagonal_peak_rss_Tmax_over_Tmin``: diagonal's peak RSS at the longest T over the shortest (flat in T is
-      the point of online traces); also the same for XLA temp memory;
+      the point of online traces); also without the input sequence (``T × batch × 700`` bytes, the same for every
+      method) and for XLA temp memory;
     * ``diagonal_over_bptt_time``: diagonal's time per update over BPTT's at T=1000;
     * ``braintrace_d_rtrl_over_diagonal_time``: BrainTrace D_RTRL's time over diagonal's at the shortest T.
     """
@@ -477,6 +483,7 @@ def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
                                                 _get(rows, "diagonal", n, lo, "peak_rss_mb")),
         "diagonal_xla_temp_Tmax_over_Tmin": div(_get(rows, "diagonal", n, hi, "xla_temp_mb"),
                                                 _get(rows, "diagonal", n, lo, "xla_temp_mb")),
+        "diagonal_rss_without_inputs_Tmax_over_Tmin": div(_without_inputs(rows, n, hi), _without_inputs(rows, n, lo)),
         "diagonal_over_bptt_time": div(_get(rows, "diagonal", n, mid, "seconds_per_update"),
                                        _get(rows, "bptt", n, mid, "seconds_per_update")),
         "braintrace_d_rtrl_over_diagonal_time": div(_get(rows, "braintrace-d_rtrl", n, lo, "seconds_per_update"),
@@ -491,7 +498,8 @@ def format_ratios(r: dict) -> str:
     n, lo, mid, hi = r["n"], r["T_min"], r["T_mid"], r["T_max"]
     return "\n".join([
         f"diagonal peak RSS, T={hi} / T={lo} at n={n}: {f(r['diagonal_peak_rss_Tmax_over_Tmin'])} "
-        f"(XLA temp: {f(r['diagonal_xla_temp_Tmax_over_Tmin'])})",
+        f"(without the input sequence: {f(r['diagonal_rss_without_inputs_Tmax_over_Tmin'])}; "
+        f"XLA temp: {f(r['diagonal_xla_temp_Tmax_over_Tmin'])})",
         f"diagonal time / bptt time at n={n}, T={mid}: {f(r['diagonal_over_bptt_time'])}",
         f"BrainTrace D_RTRL time / diagonal time at n={n}, T={lo}: {f(r['braintrace_d_rtrl_over_diagonal_time'])}",
     ])
