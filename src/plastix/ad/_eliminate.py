@@ -21,10 +21,22 @@ def resolve_order(graph: Graph, order: Order) -> list[int]:
     Names: ``"fwd"``/``"forward"``, ``"rev"``/``"reverse"``, ``"markowitz"``, ``"reverse_markowitz"``,
     ``"min_fill"`` and ``"search"`` (see :mod:`plastix.ad.orders`; computed here, outside any jit).
 
+    Args:
+        graph: the :class:`plastix.ad.Graph` to eliminate (e.g. from :func:`plastix.graph`).
+        order: an order name, a saved :class:`plastix.ad.orders.Order`, or a sequence of vertex ids.
+
+    Returns:
+        The elimination order as a list of ``int`` vertex ids, a permutation of ``graph.vertices``.
+
     Raises:
         ValueError: for an unknown order name (the message lists the valid ones), a saved order made for another
             graph, or a sequence that is not a permutation of ``graph.vertices`` (the message lists the missing,
             repeated and unknown ids).
+
+    Example:
+        >>> g = plastix.graph(f)(x)
+        >>> plastix.ad.resolve_order(g, "markowitz")     # list of vertex ids
+        >>> plastix.jacve(f, order=plastix.ad.resolve_order(g, "min_fill"))(x)
     """
     from . import orders
 

@@ -40,7 +40,25 @@ ONE = object()  # marks a derivative that is exactly one (a pure index map, noth
 
 
 def defrule(primitive, rule: Rule) -> None:
-    """Register ``rule(invals, outvals, active, **params) -> [Partial | None per input]`` for a primitive."""
+    """Register the partial-derivative rule of a JAX primitive (replacing any existing one).
+
+    Args:
+        primitive: a JAX primitive (e.g. ``jax.lax.sin_p`` or a custom ``jax.extend.core.Primitive``).
+        rule: ``rule(invals, outvals, active, **params) -> list``: ``invals``/``outvals`` are the equation's
+            input and output values, ``active[k]`` tells whether input ``k`` depends on a differentiated
+            input, ``params`` are the equation's parameters. Returns one entry per input: ``None`` (no
+            edge) or a :class:`plastix.ad.Partial` of shape ``out.shape + in.shape`` — for a primitive with
+            several results, a list with one ``Partial | None`` per result.
+
+    Returns:
+        None; the rule is stored in :data:`plastix.ad.rules` and used by every later trace.
+
+    Example:
+        >>> def rule(invals, outvals, active, **params):
+        ...     (x,), (out,) = invals, outvals
+        ...     return [Partial.elementwise(jnp.cos(x), x.shape, out.shape, out.dtype) if active[0] else None]
+        >>> plastix.ad.defrule(my_sin_p, rule)
+    """
     rules[primitive] = rule
 
 
@@ -69,9 +87,24 @@ def is_concrete(x) -> bool:
 
 # --------------------------------------------------------------------------------------------- helpers
 def defelementwise(primitive, *derivatives) -> None:
-    """An elementwise primitive: ``derivatives[k](ans, *invals)`` is the local derivative w.r.t. input k.
+    """Register an elementwise primitive; ``derivatives[k](ans, *invals)`` is the derivative w.r.t. input k.
 
-    A derivative may be ``None`` (no edge) or return :data:`ONE` (identity, nothing stored).
+    Each input gets a diagonal partial (broadcast inputs are handled by the partial's shapes), so only the
+    elementwise derivative values are stored.
+
+    Args:
+        primitive: a JAX primitive acting elementwise (with numpy broadcasting) on its inputs.
+        *derivatives: one per input, in input order. Each is ``None`` (no edge: zero derivative) or a
+            function ``(ans, *invals) -> array`` of the output value and the input values returning the
+            derivative w.r.t. that input (a scalar or an array of ``ans.shape``), or returning :data:`ONE` (an exact
+            identity: nothing stored).
+
+    Returns:
+        None; registers the rule with :func:`defrule`.
+
+    Example:
+        >>> plastix.ad.defelementwise(jax.lax.tanh_p, lambda ans, x: (1.0 + ans) * (1.0 - ans))
+        >>> plastix.ad.defelementwise(jax.lax.mul_p, lambda ans, x, y: y, lambda ans, x, y: x)
     """
 
     def rule(invals, outvals, active, **params):

@@ -105,7 +105,9 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
         the output structure, each leaf holding the input structure of blocks ``out.shape + in.shape``.
 
     Raises:
-        ValueError: invalid order or argnums. TypeError: non-float inputs or outputs.
+        ValueError: invalid ``order`` (see :func:`plastix.ad.resolve_order`) or ``argnums`` out of range.
+        TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
+            ``fun`` does not return a pair.
         NotImplementedError: a primitive without a partial-derivative rule.
 
     Example:
@@ -142,6 +144,28 @@ def graph(fun: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = Fa
 
     ``Graph.vertices`` lists the ids an elimination order must contain; ``Graph.summary()`` shows every
     vertex with its primitive, shape and the structure of its incoming partials.
+
+    Args:
+        fun: function of arrays (pytrees allowed) returning arrays (pytrees allowed).
+        argnums: which positional arguments are graph inputs (int or sequence of ints, as in JAX); the
+            others are treated as constants.
+        has_aux: ``fun`` returns ``(out, aux)``; only ``out`` becomes graph outputs.
+
+    Returns:
+        A function with the signature of ``fun`` returning the :class:`plastix.ad.Graph` traced at those
+        arguments (one graph per call; nothing is cached).
+
+    Raises:
+        ValueError: ``argnums`` out of range for the positional arguments.
+        TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
+            ``fun`` does not return a pair.
+        NotImplementedError: a primitive without a partial-derivative rule (register one with
+            :func:`plastix.ad.defrule`).
+
+    Example:
+        >>> g = plastix.graph(lambda W, x: jnp.tanh(W @ x), argnums=(0, 1))(W, x)
+        >>> g.vertices          # ids to permute into a custom elimination order
+        >>> print(g.summary())
     """
 
     def graph_fun(*args, **kwargs) -> Graph:
@@ -160,9 +184,25 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
     reshape, slice, broadcast, identity) composes for free; additions and the elemental partials themselves
     are not counted.
 
+    Args:
+        fun: function of arrays (pytrees allowed) returning arrays (pytrees allowed).
+        argnums: which positional arguments to differentiate (int or sequence of ints, as in JAX).
+        order: an elimination order, as for :func:`jacve`.
+        has_aux: ``fun`` returns ``(out, aux)``; ``aux`` is ignored.
+
     Returns:
         A function of the same arguments as ``fun`` returning an ``int``; no array values are computed
         (the function is evaluated abstractly with ``jax.eval_shape``).
+
+    Raises:
+        ValueError: invalid ``order`` (see :func:`plastix.ad.resolve_order`) or ``argnums`` out of range.
+        TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
+            ``fun`` does not return a pair.
+        NotImplementedError: a primitive without a partial-derivative rule.
+
+    Example:
+        >>> f = lambda W, x: jnp.tanh(W @ x)
+        >>> plastix.count_muls(f, order="fwd")(W, x), plastix.count_muls(f, order="rev")(W, x)
     """
 
     def count_fun(*args, **kwargs) -> int:
