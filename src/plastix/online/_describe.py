@@ -16,6 +16,26 @@ def describe(step, params, state, x, *, order="rev", file=None) -> str:
     Lists the state variables, which blocks of ``H = ds'/ds`` are local to a neuron or couple different
     neurons, and for every mode each parameter's traced blocks with their layout and stored size, and
     whether the block's recurrence acts per neuron (then ``value_and_grad`` advances it in chunks).
+
+    Args:
+        step: ``step(params, state, x) -> (new_state, out)`` for one time step of one example.
+        params: parameter pytree (floating-point leaves).
+        state: state pytree at one step (floating-point leaves, no batch axis).
+        x: input of one step (no batch or time axis).
+        order: elimination order for the step's Jacobians, as for :func:`plastix.jacve`.
+        file: text stream to print to (``None``: ``sys.stdout``).
+
+    Returns:
+        The printed text (without the trailing newline).
+
+    Raises:
+        RuntimeError: a trace layout does not reach a fixed point (see :func:`plan_traces`).
+        ValueError, TypeError, NotImplementedError: as :func:`plastix.jacve` when tracing ``step``.
+
+    Example:
+        >>> plastix.online.describe(step, params, state0, x[0])
+        state variables (2):
+        ...
     """
     jac = step_jacobians(step, params, state, x, order=order, local=True)
     state_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree.flatten_with_path(state)[0]]

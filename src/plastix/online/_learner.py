@@ -41,6 +41,10 @@ class Learner:
         feedback: ``None`` (exact learning signal) or fixed feedback matrices, see
             :func:`plastix.online.random_feedback`.
 
+    Raises:
+        ValueError: unknown ``mode``, ``mode="bptt"`` (not online; use :func:`plastix.online.value_and_grad`),
+            or ``every`` below 1.
+
     Example:
         >>> learner = Learner(step, loss, optax.adam(1e-3), mode="diagonal")
         >>> carry = learner.init(params, state0, xs[0])
@@ -66,6 +70,12 @@ class Learner:
             params: parameters (no batch axis).
             state: initial network state with a leading batch axis.
             x: one batched input, used only for its shape.
+
+        Returns:
+            The initial :class:`LearnerState`: zero traces and accumulated gradients, the optimizer state.
+
+        Raises:
+            RuntimeError: the trace layout does not reach a fixed point (see :func:`plan_traces`).
         """
         example = jax.tree.map(lambda v: v[0], (state, x))
         self.plan = plan_traces(self.step, params, example[0], example[1], self.mode, order=self.order)
@@ -77,8 +87,18 @@ class Learner:
     def update(self, carry: LearnerState, x, target) -> tuple[LearnerState, dict]:
         """One time step for a batch: advance the state and traces, accumulate, maybe update the weights.
 
+        Args:
+            carry: the :class:`LearnerState` from :meth:`init` or the previous :meth:`update`.
+            x: this step's input with a leading batch axis.
+            target: this step's target with a leading batch axis.
+
         Returns:
             The new carry and ``{"loss": mean loss of this step, "out": the batch's outputs}``.
+
+        Raises:
+            RuntimeError: :meth:`init` was not called first.
+            ValueError: ``step`` returns a state of another structure, shape or dtype, or ``loss`` is not
+                scalar.
         """
         if self.plan is None:
             raise RuntimeError("call Learner.init before Learner.update")

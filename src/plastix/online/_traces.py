@@ -140,7 +140,32 @@ class TracePlan:
 
 
 def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
-    """Find the traced blocks and the fixed-point layout of every trace, from shapes alone."""
+    """Find the traced blocks and the fixed-point layout of every trace, from shapes alone.
+
+    The step is evaluated abstractly (``jax.eval_shape``): no array values are computed, only the structure
+    of ``H = ds'/ds`` and ``F = ds'/dθ``, from which each trace's layout is iterated to its fixed point.
+
+    Args:
+        step: ``step(params, state, x) -> (new_state, out)`` for one time step of one example.
+        params: parameter pytree (floating-point leaves); only shapes and dtypes are used.
+        state: state pytree at one step (floating-point leaves, no batch axis).
+        x: input of one step (no batch or time axis).
+        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"`` (see :data:`MODES`; ``"bptt"`` keeps no traces).
+        order: elimination order for the step's Jacobians, as for :func:`plastix.jacve`.
+
+    Returns:
+        A :class:`TracePlan`: the traced ``(state leaf, parameter leaf)`` blocks, a zero-valued template
+        :class:`~plastix.ad.Partial` per block (its layout), the blocks advanced in chunks, and
+        ``stored_size`` (numbers stored per example).
+
+    Raises:
+        RuntimeError: the trace layout does not reach a fixed point within 8 iterations.
+        ValueError, TypeError, NotImplementedError: as :func:`plastix.jacve` when tracing ``step``.
+
+    Example:
+        >>> plan = plastix.online.plan_traces(step, params, state0, x[0], "diagonal")
+        >>> plan.stored_size, plan.blocks
+    """
     found = {}
 
     def probe(params, state, x):
