@@ -26,7 +26,20 @@ RESETS = ("subtract", "zero")
 
 
 def init_linear(key: jax.Array, n_in: int, n_out: int, *, gain: float = 1.0) -> dict[str, jax.Array]:
-    """``{"W": W}`` with ``W`` of shape ``(n_out, n_in)`` drawn from ``N(0, gain² / n_in)``."""
+    """``{"W": W}`` with ``W`` of shape ``(n_out, n_in)`` drawn from ``N(0, gain² / n_in)``.
+
+    Args:
+        key: PRNG key.
+        n_in: number of inputs (columns of ``W``).
+        n_out: number of neurons (rows of ``W``).
+        gain: scale of the standard deviation ``gain / sqrt(n_in)``.
+
+    Returns:
+        ``{"W": W}`` with ``W`` a float32 array of shape ``(n_out, n_in)``.
+
+    Raises:
+        ValueError: ``n_in`` or ``n_out`` below 1.
+    """
     if n_in < 1 or n_out < 1:
         raise ValueError(f"layer sizes must be positive, got n_in={n_in}, n_out={n_out}")
     return {"W": gain / math.sqrt(n_in) * jax.random.normal(key, (n_out, n_in), jnp.float32)}
@@ -58,6 +71,9 @@ def lif_step(params, state: jax.Array, x: jax.Array, *, beta: float = 0.9, thres
 
     Returns:
         ``(new_state, spikes)``, both of shape ``(..., n)``.
+
+    Raises:
+        ValueError: ``reset`` is not one of :data:`RESETS`.
     """
     if reset not in RESETS:
         raise ValueError(f"unknown reset {reset!r}; expected one of {', '.join(map(repr, RESETS))}")

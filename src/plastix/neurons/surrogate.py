@@ -65,7 +65,18 @@ def _check(name: str, slope: float) -> None:
 
 
 def surrogate_derivative(name: str = "fast_sigmoid", slope: float = 25.0) -> Callable[[jax.Array], jax.Array]:
-    """The pseudo-derivative ``x -> dH/dx`` that :func:`make_spike` uses (see the module docstring)."""
+    """The pseudo-derivative ``x -> dH/dx`` that :func:`make_spike` uses (see the module docstring).
+
+    Args:
+        name: one of :data:`SURROGATES`: ``"sigmoid"``, ``"fast_sigmoid"``, ``"triangle"``, ``"arctan"``.
+        slope: steepness ``s`` at the threshold (a positive finite number).
+
+    Returns:
+        An elementwise function of an array returning the pseudo-derivative in the input's dtype and shape.
+
+    Raises:
+        ValueError: unknown ``name``, or ``slope`` not a positive finite number.
+    """
     _check(name, slope)
     fn, slope = _DERIVATIVES[name], float(slope)
     return lambda x: fn(x, slope).astype(jnp.result_type(x))
@@ -73,6 +84,20 @@ def surrogate_derivative(name: str = "fast_sigmoid", slope: float = 25.0) -> Cal
 
 def make_spike(name: str = "fast_sigmoid", slope: float = 25.0) -> Callable[[jax.Array], jax.Array]:
     """A spike function: Heaviside forward, the named surrogate derivative backward.
+
+    Defined with :func:`jax.custom_jvp`, so ``jax.grad``, ``jax.jacfwd`` and :mod:`plastix.ad` all use the
+    surrogate.
+
+    Args:
+        name: one of :data:`SURROGATES`: ``"sigmoid"``, ``"fast_sigmoid"``, ``"triangle"``, ``"arctan"``.
+        slope: steepness ``s`` of the surrogate at the threshold (a positive finite number).
+
+    Returns:
+        ``spike(x) -> array``: ``1`` where ``x > 0``, else ``0``, elementwise in ``x``'s dtype and shape, with
+        derivative ``surrogate_derivative(name, slope)(x)``.
+
+    Raises:
+        ValueError: unknown ``name``, or ``slope`` not a positive finite number.
 
     Example:
         >>> spike = make_spike("fast_sigmoid", slope=25.0)
