@@ -114,7 +114,23 @@ def _check_labels(n: int, labels: np.ndarray) -> None:
 def stratified_split(labels, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, test)`` holding out ``round(test_fraction * n_c)`` samples of every class ``c``.
 
-    Each class is shuffled with a generator seeded by ``seed``; both index arrays come back sorted.
+    Each class is shuffled with a generator seeded by ``seed``; both index arrays come back sorted. A class
+    with at least two samples keeps at least one on each side.
+
+    Args:
+        labels: ``(N,)`` class labels (any values :func:`numpy.unique` can sort).
+        test_fraction: fraction of each class held out, strictly between 0 and 1.
+        seed: integer seed of the per-class shuffles.
+
+    Returns:
+        ``(train, test)``: sorted ``int64`` index arrays into ``labels`` that partition ``range(N)``.
+
+    Raises:
+        ValueError: ``seed`` not an integer, ``test_fraction`` outside ``(0, 1)``, or ``labels`` not a
+            non-empty 1-d array.
+
+    Example:
+        >>> train_idx, test_idx = stratified_split(labels, 0.2, seed=0)
     """
     _check_seed(seed)
     if not 0.0 < test_fraction < 1.0:
@@ -135,13 +151,41 @@ def stratified_split(labels, test_fraction: float = 0.2, *, seed: int = 0) -> tu
 
 
 def split(dataset: SpikeDataset, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[Subset, Subset]:
-    """Stratified ``(train, test)`` views of a dataset (see :func:`stratified_split`)."""
+    """Stratified ``(train, test)`` views of a dataset (see :func:`stratified_split`).
+
+    Args:
+        dataset: any :class:`SpikeDataset`.
+        test_fraction: fraction of each class held out, strictly between 0 and 1.
+        seed: integer seed of the per-class shuffles.
+
+    Returns:
+        ``(train, test)`` :class:`Subset` views (nothing is copied or densified).
+
+    Raises:
+        ValueError: as :func:`stratified_split`.
+
+    Example:
+        >>> train, test = split(load_digits(), 0.2, seed=0)
+    """
     train, test = stratified_split(dataset.labels, test_fraction, seed=seed)
     return Subset(dataset, train), Subset(dataset, test)
 
 
 def train_test_split(xs, labels, test_fraction: float = 0.2, *, seed: int = 0):
-    """Stratified split of in-memory arrays: returns ``(x_train, y_train), (x_test, y_test)``."""
+    """Stratified split of in-memory arrays (see :func:`stratified_split`).
+
+    Args:
+        xs: array with the samples on the leading axis, ``(N, ...)``.
+        labels: ``(N,)`` class labels.
+        test_fraction: fraction of each class held out, strictly between 0 and 1.
+        seed: integer seed of the per-class shuffles.
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``: the rows of ``xs`` and ``labels``, in their original order.
+
+    Raises:
+        ValueError: ``xs`` and ``labels`` differ in length, or as :func:`stratified_split`.
+    """
     xs, labels = np.asarray(xs), np.asarray(labels)
     if xs.shape[:1] != labels.shape[:1]:
         raise ValueError(f"xs and labels disagree on the number of samples: {xs.shape[0]} vs {labels.shape[0]}")
@@ -150,7 +194,19 @@ def train_test_split(xs, labels, test_fraction: float = 0.2, *, seed: int = 0):
 
 
 def num_batches(n: int, batch_size: int, *, drop_last: bool = False) -> int:
-    """How many batches :func:`iterate` (or :func:`batches`) yields for ``n`` samples."""
+    """How many batches :func:`iterate` (or :func:`batches`) yields for ``n`` samples.
+
+    Args:
+        n: number of samples.
+        batch_size: samples per batch (a positive integer).
+        drop_last: a short final batch is dropped (else counted).
+
+    Returns:
+        ``n // batch_size`` with ``drop_last``, else ``ceil(n / batch_size)``.
+
+    Raises:
+        ValueError: ``batch_size`` not a positive integer.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return n // batch_size if drop_last else -(-n // batch_size)
@@ -170,8 +226,14 @@ def iterate(dataset: SpikeDataset, batch_size: int, *, shuffle: bool = True, see
         shard: ``(index, count)``: yield only the ``index``-th of ``count`` equal row blocks of every batch (one
             process's part of a global batch); ``batch_size`` must be divisible by ``count``.
 
+    Yields:
+        :class:`Batch` ``(xs, labels, mask)``: float32 spikes ``(B, steps, num_inputs)``, int32 labels ``(B,)``
+        and a bool ``mask`` ``(B,)`` of real samples, with ``B = batch_size // shard[1]`` (fewer for a kept
+        short last batch).
+
     Raises:
-        ValueError: bad ``batch_size``, ``last``, ``seed`` or ``shard``.
+        ValueError: bad ``batch_size``, ``last``, ``seed`` or ``shard`` (on the first ``next``, as this is a
+            generator).
     """
     if last not in LAST_BATCH:
         raise ValueError(f"last must be one of {', '.join(map(repr, LAST_BATCH))}, got {last!r}")
@@ -199,7 +261,27 @@ def iterate(dataset: SpikeDataset, batch_size: int, *, shuffle: bool = True, see
 
 def batches(xs, labels, batch_size: int, *, shuffle: bool = True, seed: int = 0,
             drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(x_batch, y_batch)`` pairs of in-memory arrays covering the data once (see :func:`iterate`)."""
+    """Yield ``(x_batch, y_batch)`` pairs of in-memory arrays covering the data once (see :func:`iterate`).
+
+    Args:
+        xs: array with the samples on the leading axis, ``(N, ...)``.
+        labels: ``(N,)`` labels.
+        batch_size: samples per batch (a positive integer).
+        shuffle: visit samples in an order drawn from ``seed`` (else in order).
+        seed: integer seed of the shuffle.
+        drop_last: drop a short final batch (else yield it as it is).
+
+    Yields:
+        ``(xs[idx], labels[idx])`` for consecutive index blocks of the (shuffled) order.
+
+    Raises:
+        ValueError: ``xs`` and ``labels`` differ in length, ``batch_size`` not a positive integer, or
+            ``seed`` not an integer with ``shuffle`` (on the first ``next``, as this is a generator).
+
+    Example:
+        >>> for xb, yb in batches(xs, ys, 32, seed=epoch):
+        ...     ...
+    """
     xs, labels = np.asarray(xs), np.asarray(labels)
     if xs.shape[:1] != labels.shape[:1]:
         raise ValueError(f"xs and labels disagree on the number of samples: {xs.shape[0]} vs {labels.shape[0]}")

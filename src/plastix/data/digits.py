@@ -47,6 +47,23 @@ def rate_encode(pixels, steps: int, *, max_rate: float = 1.0, seed: int = 0) -> 
     """Bernoulli rate code: ``(..., F)`` pixels in 0..16 -> ``(..., steps, F)`` float32 spikes.
 
     A pixel spikes at each step with probability ``pixel / 16 * max_rate``, drawn with ``seed``.
+
+    Args:
+        pixels: ``(..., F)`` intensities in ``[0, 16]`` (any real dtype).
+        steps: number of time steps ``T`` (a positive integer).
+        max_rate: spike probability per step of a full-intensity pixel, in ``(0, 1]``.
+        seed: seed of the NumPy generator for the Bernoulli draws.
+
+    Returns:
+        ``(..., steps, F)`` float32 array of 0s and 1s.
+
+    Raises:
+        ValueError: ``steps`` not a positive integer, ``max_rate`` outside ``(0, 1]``, or pixels outside
+            ``[0, 16]``.
+
+    Example:
+        >>> pixels, labels = digit_images()
+        >>> xs = rate_encode(pixels, 20, max_rate=0.5, seed=0)   # (1797, 20, 64)
     """
     _check_steps(steps)
     if not 0.0 < max_rate <= 1.0:
@@ -62,6 +79,19 @@ def latency_encode(pixels, steps: int) -> np.ndarray:
     """Time-to-first-spike code: ``(..., F)`` pixels in 0..16 -> ``(..., steps, F)`` float32 spikes.
 
     One spike per non-zero pixel at ``t = round((1 - pixel / 16) * (steps - 1))``; zero pixels stay silent.
+
+    Args:
+        pixels: ``(..., F)`` intensities in ``[0, 16]`` (any real dtype).
+        steps: number of time steps ``T`` (a positive integer).
+
+    Returns:
+        ``(..., steps, F)`` float32 array of 0s and 1s, at most one spike per pixel.
+
+    Raises:
+        ValueError: ``steps`` not a positive integer, or pixels outside ``[0, 16]``.
+
+    Example:
+        >>> xs = latency_encode(digit_images()[0], 20)   # (1797, 20, 64)
     """
     _check_steps(steps)
     p = _intensity(pixels)
@@ -82,6 +112,14 @@ def load_digits(encoding: str = "rate", *, steps: int = 20, max_rate: float = 1.
 
     Returns:
         ``xs`` of shape ``(1797, steps, 64)`` float32 and ``labels`` of shape ``(1797,)`` int32.
+
+    Raises:
+        ValueError: unknown ``encoding``, ``steps`` not a positive integer, or ``max_rate`` outside ``(0, 1]``
+            (rate coding).
+
+    Example:
+        >>> xs, labels = load_digits("latency", steps=20)
+        >>> train, test = split(ArrayDataset(xs, labels), 0.2, seed=0)
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; expected one of {', '.join(map(repr, ENCODINGS))}")

@@ -36,6 +36,7 @@ class SpikeFile:
         num_classes: number of classes (default: the largest label in the file plus one).
 
     Raises:
+        ValueError: ``steps`` not a positive integer, or ``duration`` not a positive finite number.
         FileNotFoundError: no such file.
         DataError: not HDF5, a missing key, a wrong dtype or shape, or a label ``>= num_classes``.
     """
@@ -116,12 +117,30 @@ def load_shd(path: str | Path, *, steps: int = 100, duration: float = 1.4, chann
     """``(train, test)`` datasets from a directory with ``shd_train.h5``/``shd_test.h5`` (or ``ssc_train.h5``/
     ``ssc_test.h5``), or from a single file split stratified by ``test_fraction`` and ``seed``.
 
-    Both sets share ``num_classes`` (the largest label of either file plus one). See :class:`SpikeFile`
-    for ``steps``, ``duration`` and ``channels``.
+    Both sets share ``num_classes`` (the largest label of either file plus one). Samples are read from the
+    files on demand, one batch at a time (see :func:`plastix.data.iterate`).
+
+    Args:
+        path: a directory holding a train/test pair of ``.h5`` files, or a single ``.h5`` file.
+        steps: number of time bins ``T`` (see :class:`SpikeFile`).
+        duration: seconds covered by the ``T`` bins.
+        channels: number of input channels (700 for SHD and SSC).
+        test_fraction: fraction of each class held out when ``path`` is a single file (else unused).
+        seed: seed of the stratified split of a single file (else unused).
+
+    Returns:
+        ``(train, test)``: two :class:`SpikeFile` for a directory, two :class:`~plastix.data.Subset` views
+        of one :class:`SpikeFile` for a single file; samples are ``(steps, channels)`` float32 0/1 spikes.
 
     Raises:
         FileNotFoundError: the path does not exist, or a directory without a train/test pair.
+        ValueError: bad ``steps`` or ``duration``, or (single file) bad ``test_fraction`` or ``seed``.
         DataError: a file without the expected layout.
+
+    Example:
+        >>> train, test = load_shd("data/shd", steps=100)
+        >>> for batch in iterate(train, 64, seed=epoch):
+        ...     ...
     """
     path = Path(path)
     options = {"steps": steps, "duration": duration, "channels": channels}
