@@ -153,7 +153,18 @@ def _step_fn(config: TrainConfig, spike_fn: Callable) -> Callable:
 
 
 def forward(params, xs: jax.Array, config: TrainConfig, spike_fn: Callable):
-    """Run a batch ``xs`` of shape ``(B, T, m)``; returns logits ``(T, B, k)`` and last-layer spikes ``(T, B, n)``."""
+    """Run the network of ``config`` over a batch from a zero initial state.
+
+    Args:
+        params: network parameters (see :func:`plastix.network.init_params`).
+        xs: input spikes of shape ``(B, T, m)``.
+        config: the :class:`TrainConfig` (``model``, ``beta``, ``threshold``, ``reset``, ``kappa``).
+        spike_fn: spike nonlinearity, e.g. ``plastix.neurons.make_spike(config.surrogate, config.slope)``.
+
+    Returns:
+        ``(logits, spikes)``: readout logits ``(T, B, k)`` and last hidden layer spikes ``(T, B, n)``,
+        time-major.
+    """
     step = _step_fn(config, spike_fn)
     state = init_state(params, config.model, (xs.shape[0],), xs.dtype)
     _, (logits, spikes) = lax.scan(lambda s, x: step(params, s, x), state, jnp.swapaxes(xs, 0, 1))
@@ -170,7 +181,20 @@ def _metric_sums(logits, spikes, labels, mask):
 
 
 def loss_fn(params, xs, labels, config: TrainConfig, spike_fn: Callable):
-    """``(loss, (accuracy, mean firing rate of the last hidden layer))`` for one batch."""
+    """Batch loss and metrics, for ``jax.value_and_grad(loss_fn, has_aux=True)`` (BPTT).
+
+    Args:
+        params: network parameters.
+        xs: input spikes of shape ``(B, T, m)``.
+        labels: ``(B,)`` int class labels.
+        config: the :class:`TrainConfig`.
+        spike_fn: spike nonlinearity with a surrogate derivative.
+
+    Returns:
+        ``(loss, (accuracy, rate))``, scalars averaged over the batch: the time-averaged cross-entropy of the
+        logits, the accuracy of the time-averaged log-probabilities, and the mean firing rate of the last
+        hidden layer.
+    """
     logits, spikes = forward(params, xs, config, spike_fn)
     sums = _metric_sums(logits, spikes, labels, jnp.ones(labels.shape, bool)) / labels.shape[0]
     return sums[0], (sums[1], sums[2])
@@ -294,7 +318,17 @@ def save_checkpoint(path: Path, params, opt_state, meta: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, params, opt_state, config: TrainConfig | None = None) -> tuple[Any, Any, dict]:
-    """Read a checkpoint into pytrees shaped like ``params`` and ``opt_state``; returns ``(params, opt_state, meta)``.
+    """Read a checkpoint written by :func:`train` into pytrees shaped like ``params`` and ``opt_state``.
+
+    Args:
+        path: the checkpoint ``.npz`` file (``CHECKPOINT`` in a run's output directory).
+        params: a parameter pytree of the expected structure and shapes (values are ignored).
+        opt_state: an optimizer state pytree of the expected structure and shapes (values are ignored).
+        config: if given, the configuration the checkpoint must have been written with.
+
+    Returns:
+        ``(params, opt_state, meta)``: the stored pytrees as JAX arrays and the checkpoint's metadata dict
+        (including ``"config"``, ``"epoch"``, ``"step"`` and ``"history"``).
 
     Raises:
         ConfigError: the file is not a checkpoint of a network of this shape, or was written with a
