@@ -187,7 +187,27 @@ def _time_calls(fn: Callable, repeats: int, time_budget: float, first: float | N
 
 def measure(method: str, n: int, steps: int, batch: int = 32, *, repeats: int = 5, time_budget: float = 20.0,
             seed: int = 0, network: str = "recurrent") -> dict:
-    """Time and memory of one configuration, measured in *this* process (the child's job)."""
+    """Time and memory of one configuration, measured in *this* process (the child's job).
+
+    Args:
+        method: one of :data:`METHODS` (plastix ``"bptt"``/``"diagonal"``/``"eprop"`` or a BrainTrace method).
+        n: number of LIF neurons.
+        steps: sequence length ``T``.
+        batch: batch size.
+        repeats: at most this many timed calls after the first (compiling) one.
+        time_budget: stop timing once this many seconds of calls are spent (at least one call).
+        seed: seed of the parameters and the input spikes.
+        network: ``"recurrent"`` or ``"feedforward"`` (see :data:`NETWORKS`).
+
+    Returns:
+        A row dict with the keys of :data:`ROW_KEYS` (``status`` ``"ok"``) plus ``batch``, ``first_call_s``,
+        ``timed_calls``, ``baseline_rss_mb``, ``input_mb``, ``xla_argument_mb``, ``xla_output_mb`` and
+        ``loss``; times in seconds (median over the timed calls), memory in MiB.
+
+    Raises:
+        ValueError: unknown ``method`` or ``network``.
+        ImportError: a BrainTrace method without ``braintrace`` installed.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -292,7 +312,16 @@ def cosine_check(methods: Sequence[str], n: int, steps: int, batch: int = 32, *,
 
 
 def hopeless(method: str, n: int, steps: int) -> bool:
-    """Configurations skipped by default: BrainTrace D_RTRL at n >= 512 and T >= 1000 (REFERENCE.md)."""
+    """Configurations skipped by default: BrainTrace D_RTRL at n >= 512 and T >= 1000 (REFERENCE.md).
+
+    Args:
+        method: a method name (see :data:`METHODS`).
+        n: number of neurons.
+        steps: sequence length ``T``.
+
+    Returns:
+        ``True`` when :func:`run` skips the configuration unless ``include_hopeless`` is set.
+    """
     return method == "braintrace-d_rtrl" and n >= 512 and steps >= 1000
 
 
@@ -310,7 +339,18 @@ def _child_env() -> dict:
 
 
 def run_child(job: dict, *, timeout: float, python: str | None = None) -> dict:
-    """Run ``job`` (``{"kind": "measure" | "cosine", ...}``) in a fresh process; its JSON result or a failure."""
+    """Run ``job`` in a fresh process (``python -m plastix.bench.online --single JOB``).
+
+    Args:
+        job: ``{"kind": "measure", ...}`` with the arguments of :func:`measure`, or ``{"kind": "cosine", ...}``
+            with those of :func:`cosine_check`.
+        timeout: seconds before the child is killed.
+        python: interpreter to run the child with (default: this one), e.g. a separate BrainTrace venv.
+
+    Returns:
+        The child's JSON result (the last stdout line starting with ``{``), ``{"status": "timeout"}``, or
+        ``{"status": "error (exit N): <last line of stderr>"}``. Never raises for a failing child.
+    """
     cmd = [python or sys.executable, "-m", "plastix.bench.online", "--single", json.dumps(job)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_child_env())
@@ -357,6 +397,27 @@ def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 40
 
     With ``cosine``, the rows of the smallest (n, T) also carry ``cos_w_in``, ``cos_w_rec`` (to BPTT) and
     ``spike_rate`` from :func:`cosine_check`, run in one more child.
+
+    Args:
+        sizes: numbers of neurons ``n``.
+        steps: sequence lengths ``T``.
+        methods: methods to measure (a subset of :data:`METHODS`).
+        batch: batch size.
+        timeout: seconds per child process; a slower configuration gets status ``"timeout (>... s)"``.
+        repeats: timed calls per configuration (see :func:`measure`).
+        time_budget: seconds of timed calls per configuration (see :func:`measure`).
+        include_hopeless: also run the configurations :func:`hopeless` marks.
+        cosine: also run the gradient check against BPTT at the smallest ``(n, T)``.
+        network: ``"recurrent"`` or ``"feedforward"``.
+        braintrace_python: interpreter for the BrainTrace children (default: this one).
+        echo: called with one line of text per row and for the gradient check.
+
+    Returns:
+        One row dict per ``(n, T, method)``, in that nesting order; a configuration that was skipped, timed
+        out or failed has ``None`` measurements and the reason in ``status``.
+
+    Raises:
+        ValueError: unknown ``network`` or an unknown method in ``methods``.
     """
     check_network(network)
     unknown = [m for m in methods if m not in METHODS]
@@ -492,6 +553,14 @@ def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
 
 
 def format_ratios(r: dict) -> str:
+    """The target ratios of :func:`ratios` as three lines of text (``n/a`` where a measurement is missing).
+
+    Args:
+        r: the dict returned by :func:`ratios`.
+
+    Returns:
+        The text, or ``""`` for an empty dict.
+    """
     if not r:
         return ""
     f = lambda v: "n/a" if v is None else f"{v:.3g}"
@@ -506,13 +575,28 @@ def format_ratios(r: dict) -> str:
 
 
 def write_json(rows: Sequence[dict], path: str | Path) -> None:
+    """Write the rows as an indented JSON list, creating the parent directories.
+
+    Args:
+        rows: the rows returned by :func:`run`.
+        path: the output ``.json`` file (overwritten).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(list(rows), indent=1) + "\n")
 
 
 def plot(rows: Sequence[dict], path: str | Path, n: int | None = None) -> None:
-    """Time per update and memory vs T (log-log) per method at ``n`` (default 512, else the largest n)."""
+    """Time per update and memory vs T (log-log) per method at ``n`` (default 512, else the largest n).
+
+    Args:
+        rows: the rows returned by :func:`run`; only those with status ``"ok"`` at ``n`` are drawn.
+        path: the output image file (format from its suffix; parent directories are created).
+        n: number of neurons to plot (default 512 if measured, else the largest).
+
+    Returns:
+        None; writes the figure to ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
