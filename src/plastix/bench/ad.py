@@ -72,19 +72,52 @@ def asdex_status() -> tuple[bool, str]:
 
 def candidate_orders(fun: Callable, argnums: tuple, args: tuple,
                      sources: Mapping[str, OrderSource] | None = None) -> dict[str, Order]:
-    """Candidate elimination orders by name, one per order source."""
+    """Candidate elimination orders by name, one per order source.
+
+    Args:
+        fun: the task's function.
+        argnums: the differentiated positional arguments.
+        args: one example's arguments (no batch axis).
+        sources: name -> ``source(fun, argnums, args) -> order`` (default :data:`ORDER_SOURCES`).
+
+    Returns:
+        ``{name: order}`` in the order of ``sources``, each order one :func:`plastix.jacve` accepts.
+    """
     sources = ORDER_SOURCES if sources is None else sources
     return {name: source(fun, argnums, args) for name, source in sources.items()}
 
 
 def best_order(fun: Callable, argnums: tuple, args: tuple, orders: Mapping[str, Order]) -> tuple[str, dict]:
-    """The name of the order with the fewest multiplications, and the count of every order."""
+    """The name of the order with the fewest multiplications, and the count of every order.
+
+    Args:
+        fun: the task's function.
+        argnums: the differentiated positional arguments.
+        args: one example's arguments (no batch axis).
+        orders: candidate orders by name (e.g. from :func:`candidate_orders`).
+
+    Returns:
+        ``(name, muls)``: the winning name (ties: the first listed) and ``{name: multiplications per
+        example}`` from :func:`plastix.count_muls`.
+
+    Raises:
+        ValueError: an order that is invalid for the task's graph (see :func:`plastix.ad.resolve_order`).
+    """
     muls = {name: plastix.count_muls(fun, argnums, order=order)(*args) for name, order in orders.items()}
     return min(muls, key=muls.__getitem__), muls
 
 
 def batch_args(args: tuple, batch: int, seed: int = 0) -> tuple:
-    """``args`` broadcast to a leading batch axis, each entry scaled by ``1 + PERTURBATION * u``, u ~ U(-1, 1)."""
+    """``args`` broadcast to a leading batch axis, each entry scaled by ``1 + PERTURBATION * u``, u ~ U(-1, 1).
+
+    Args:
+        args: one example's arguments (arrays or scalars).
+        batch: size of the leading batch axis.
+        seed: seed of the perturbations.
+
+    Returns:
+        A tuple of JAX arrays of shape ``(batch, *np.shape(a))`` in each argument's dtype.
+    """
     rng = np.random.default_rng(seed)
     out = []
     for a in args:
@@ -100,6 +133,15 @@ def shuffled_medians(fns: Mapping[str, Callable], args: tuple, repeats: int, see
 
     A fixed order biases the times: a call right after a heavy one (e.g. jax-jacfwd on Perceptron, 20 ms) was
     measured up to ~1.8x slower on 2 CPU cores, so whichever method follows it in the fixed order would lose.
+
+    Args:
+        fns: compiled functions by name, each called as ``fn(*args)``.
+        args: the arguments of every call.
+        repeats: number of rounds (calls per function).
+        seed: seed of the per-round orders.
+
+    Returns:
+        ``{name: median seconds per call}``.
     """
     rng = np.random.default_rng(seed)
     names = list(fns)
@@ -144,7 +186,26 @@ def _asdex_jacobian(fun, argnums, args):
 def run_task(name: str, *, batch: int = 512, repeats: int = 100, include_asdex: bool = True,
              order_sources: Mapping[str, OrderSource] | None = None, seed: int = 0,
              echo: Callable[[str], None] = print) -> list[dict]:
-    """Measure one task; prints its table and returns one row per method (see :func:`run`)."""
+    """Measure one task; prints its table and returns one row per method (see :func:`run`).
+
+    A method that fails on the task (in tracing, compiling or its first call) is reported in its row's
+    ``error``, not raised.
+
+    Args:
+        name: a task name of :mod:`plastix.bench.tasks`.
+        batch: vmap batch size.
+        repeats: timed round-robin rounds (see :func:`shuffled_medians`).
+        include_asdex: also measure ``asdex`` (must be installed).
+        order_sources: candidate order sources for ``plastix-best`` (default :data:`ORDER_SOURCES`).
+        seed: seed of the input perturbations and the round orders.
+        echo: called with each line of the table.
+
+    Returns:
+        One row dict per method, with the keys described in :func:`run`.
+
+    Raises:
+        KeyError: unknown task ``name`` (the message lists the valid ones).
+    """
     task = _tasks.get(name)
     args = task.valid_args if task.valid_args is not None else task.args
     fun, argnums = task.fun, task.argnums
@@ -217,10 +278,25 @@ def run(names: Iterable[str] | None = None, *, batch: int = 512, repeats: int = 
         echo: Callable[[str], None] = print) -> list[dict]:
     """Measure every task in ``names`` (default: all) and print a table per task.
 
+    Args:
+        names: task names of :mod:`plastix.bench.tasks` (default: all, in their order).
+        batch: vmap batch size.
+        repeats: timed round-robin rounds per task.
+        include_asdex: measure ``asdex`` (default: when it is installed).
+        order_sources: candidate order sources for ``plastix-best`` (default :data:`ORDER_SOURCES`).
+        seed: seed of the input perturbations and the round orders.
+        echo: called with each line of output.
+
     Returns:
         Rows with keys ``task``, ``method``, ``median_s``, ``first_call_s``, ``muls`` (per example; ``None``
         for JAX and asdex), plus ``ratio`` (median over the best JAX median), ``batch``, ``order`` (on
         ``plastix-best``: the winning order source) and ``error`` (on a method that failed; times ``None``).
+
+    Raises:
+        KeyError: an unknown task name (checked before anything is measured).
+
+    Example:
+        >>> rows = run(["Perceptron"], batch=64, repeats=10)
     """
     names = list(_tasks.names() if names is None else names)
     for n in names:
@@ -260,6 +336,12 @@ def _summary(rows: list[dict], echo: Callable[[str], None]) -> None:
 
 
 def write_json(rows: list[dict], path: str | Path) -> None:
+    """Write the rows as an indented JSON list, creating the parent directories.
+
+    Args:
+        rows: the rows returned by :func:`run`.
+        path: the output ``.json`` file (overwritten).
+    """
     import json
 
     path = Path(path)
@@ -268,7 +350,15 @@ def write_json(rows: list[dict], path: str | Path) -> None:
 
 
 def plot(rows: list[dict], path: str | Path) -> None:
-    """Grouped bars: each method's median over the best JAX median, per task, on a log axis."""
+    """Grouped bars: each method's median over the best JAX median, per task, on a log axis.
+
+    Args:
+        rows: the rows returned by :func:`run`; failed methods (``ratio`` ``None``) are left out.
+        path: the output image file (format from its suffix; parent directories are created).
+
+    Returns:
+        None; writes the figure to ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
