@@ -123,7 +123,12 @@ def run(names: Iterable[str] | None = None, *, seconds: float = 60.0, seed: int 
 
 
 def write_json(rows: list[dict], path: str | Path) -> None:
-    """Write the rows as JSON (a list of objects)."""
+    """Write the rows as JSON (a list of objects), creating the parent directories.
+
+    Args:
+        rows: the rows returned by :func:`run`.
+        path: the output ``.json`` file (overwritten).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=1) + "\n")
