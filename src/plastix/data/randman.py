@@ -73,6 +73,13 @@ def randman(*, classes: int = 10, samples_per_class: int = 100, dimensions: int 
 
     Returns:
         A :class:`Randman` dataset with samples ordered by class.
+
+    Raises:
+        ValueError: a size argument that is not a positive integer, ``steps`` above 32767 (spike times are
+            stored as int16), or a negative ``alpha``.
+
+    Example:
+        >>> train, test = split(randman(classes=10, samples_per_class=100, seed=0), 0.2)
     """
     classes, samples = _positive_int("classes", classes), _positive_int("samples_per_class", samples_per_class)
     dimensions, channels = _positive_int("dimensions", dimensions), _positive_int("channels", channels)

@@ -314,6 +314,10 @@ def random_function(seed: int, n_inputs: int = 15, n_ops: int = 100, n_outputs: 
         ``n_inputs`` float32 arrays of shape (1,) drawn uniformly from [0.1, 0.9). ``fun.program`` lists the
         steps as ``(op name, operand indices)`` (inputs are indices ``0 .. n_inputs-1``), ``fun.outputs`` the
         indices returned.
+
+    Raises:
+        ValueError: ``n_inputs``, ``n_ops`` or ``n_outputs`` below 1.
+        RuntimeError: with ``finite``, fewer than ``n_ops`` acceptable steps within ``1000 * n_ops`` draws.
     """
     if n_inputs < 1 or n_ops < 1 or n_outputs < 1:
         raise ValueError("random_function needs n_inputs, n_ops and n_outputs >= 1")
