@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -301,6 +302,7 @@ def test_random_programs(program):
     check_program(program)
 
 
+@pytest.mark.slow  # 100 more programs of the default mix; the default suite keeps the other 420
 @settings(max_examples=100, **SETTINGS)
 @given(programs())
 def test_random_programs_second_batch(program):
