@@ -150,7 +150,8 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
         params: parameter pytree (floating-point leaves); only shapes and dtypes are used.
         state: state pytree at one step (floating-point leaves, no batch axis).
         x: input of one step (no batch or time axis).
-        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"`` (see :data:`MODES`; ``"bptt"`` keeps no traces).
+        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"`` (``"bptt"`` keeps no traces and is not a valid
+            value here; the mode is not validated, any other value plans as ``"diagonal"``).
         order: elimination order for the step's Jacobians, as for :func:`plastix.jacve`.
 
     Returns:
