@@ -195,7 +195,8 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
         (the function is evaluated abstractly with ``jax.eval_shape``).
 
     Raises:
-        ValueError: invalid ``order`` (see :func:`plastix.ad.resolve_order`) or ``argnums`` out of range.
+        ValueError: invalid ``order`` (see :func:`plastix.ad.resolve_order`).
+        IndexError: ``argnums`` out of range for the positional arguments.
         TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
             ``fun`` does not return a pair.
         NotImplementedError: a primitive without a partial-derivative rule.
