@@ -215,3 +215,9 @@ def test_integer_argument_not_differentiated_is_fine():
     f = lambda x, k: jnp.sin(x) * k
     args = (jnp.arange(3.0), jnp.arange(3))
     assert_trees_close(plastix.jacve(f)(*args), jax.jacrev(f)(*args), rtol=1e-5, atol=1e-8, what="int arg 1")
+
+
+def test_count_muls_argnums_out_of_range_is_named():
+    with pytest.raises(ValueError, match=r"count_muls: argnums \(0, 2\) out of range for 2 positional arguments"):
+        plastix.count_muls(_f, (0, 2))(*_args())
+    assert plastix.count_muls(_f, -1)(*_args()) == plastix.count_muls(_f, 1)(*_args())

@@ -277,6 +277,8 @@ def test_bad_inputs_are_named():
         po.value_and_grad(lambda p, u, x: (u[:3], p["Wo"] @ u), mse)(params, u0, xs, ts)
     with pytest.raises(ValueError, match="scalar"):
         po.value_and_grad(step, lambda o, t: (o - t) ** 2)(params, u0, xs, ts)
+    with pytest.raises(ValueError, match="plan_traces: unknown mode 'bptt'"):
+        po.plan_traces(step, params, u0, xs[0], "bptt")
     with pytest.raises(ValueError, match="chunk must be a positive number of steps, got 0"):
         po.value_and_grad(step, mse, "diagonal", chunk=0)
     with pytest.raises(ValueError, match=r"needs traces of 5 numbers.*max_trace_size=3"):

@@ -196,7 +196,7 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
 
     Raises:
         ValueError: invalid ``order`` (see :func:`plastix.ad.resolve_order`).
-        IndexError: ``argnums`` out of range for the positional arguments.
+        ValueError: ``argnums`` out of range for the positional arguments.
         TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
             ``fun`` does not return a pair.
         NotImplementedError: a primitive without a partial-derivative rule.
@@ -209,6 +209,9 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
     def count_fun(*args, **kwargs) -> int:
         result = {}
         argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        if any(not isinstance(k, int) or not -len(args) <= k < len(args) for k in argnums_t):
+            raise ValueError(f"count_muls: argnums {argnums!r} out of range for {len(args)} positional arguments")
+        argnums_t = tuple(k % len(args) for k in argnums_t)
 
         def run(*dyn):
             full = list(args)

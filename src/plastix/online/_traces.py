@@ -150,8 +150,7 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
         params: parameter pytree (floating-point leaves); only shapes and dtypes are used.
         state: state pytree at one step (floating-point leaves, no batch axis).
         x: input of one step (no batch or time axis).
-        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"`` (``"bptt"`` keeps no traces and is not a valid
-            value here; the mode is not validated, any other value plans as ``"diagonal"``).
+        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
         order: elimination order for the step's Jacobians, as for :func:`plastix.jacve`.
 
     Returns:
@@ -160,6 +159,7 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
         ``stored_size`` (numbers stored per example).
 
     Raises:
+        ValueError: ``mode`` is not one of ``"rtrl"``, ``"diagonal"``, ``"eprop"``.
         RuntimeError: the trace layout does not reach a fixed point within 8 iterations.
         ValueError, TypeError, NotImplementedError: as :func:`plastix.jacve` when tracing ``step``.
 
@@ -167,6 +167,9 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
         >>> plan = plastix.online.plan_traces(step, params, state0, x[0], "diagonal")
         >>> plan.stored_size, plan.blocks
     """
+    if mode not in MODES[1:]:
+        raise ValueError(f"plan_traces: unknown mode {mode!r}; expected one of {', '.join(MODES[1:])} "
+                         f"('bptt' keeps no traces)")
     found = {}
 
     def probe(params, state, x):
