@@ -296,34 +296,34 @@ SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCh
                                                                         HealthCheck.data_too_large])
 
 
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=80, **SETTINGS)
 @given(programs())
 def test_random_programs(program):
     check_program(program)
 
 
-@pytest.mark.slow  # 100 more programs of the default mix; the default suite keeps the other 420
+@pytest.mark.slow  # 100 more programs of the default mix; the default suite keeps the other 320
 @settings(max_examples=100, **SETTINGS)
 @given(programs())
 def test_random_programs_second_batch(program):
     check_program(program)
 
 
-@settings(max_examples=110, **SETTINGS)
+@settings(max_examples=80, **SETTINGS)
 @given(programs(n_inputs=(2, 3), n_outputs=(2, 3), n_ops=(4, 12)))
 def test_random_programs_multi_input_multi_output(program):
     check_program(program)
 
 
 # index-map heavy: transposes, reshapes, slices, flips, broadcasts, concatenation
-@settings(max_examples=110, **SETTINGS)
+@settings(max_examples=80, **SETTINGS)
 @given(programs(weights=(2, 2, 1, 3, 3, 3, 2, 3, 1, 3, 2)))
 def test_random_programs_structural(program):
     check_program(program)
 
 
 # contraction heavy: dot products, reductions and broadcasting binary ops
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=80, **SETTINGS)
 @given(programs(n_inputs=(2, 3), weights=(3, 4, 3, 1, 1, 0, 0, 1, 5, 2, 1)))
 def test_random_programs_contractions(program):
     check_program(program)

@@ -510,7 +510,7 @@ def format_table(rows: Sequence[dict]) -> str:
 def _get(rows, method, n, steps, key):
     for r in rows:
         if (r["method"], r["n"], r["steps"]) == (method, n, steps) and r["status"] == "ok":
-            return r[key]
+            return r.get(key)
     return None
 
 
