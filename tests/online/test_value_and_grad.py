@@ -248,13 +248,13 @@ def test_chunked_traces_equal_step_by_step(mode):
 def test_trace_memory_does_not_grow_with_sequence_length():
     step, params, u0 = lif_model("subtract", True, False)
     temps = {}
-    # multiples of the chunk (64), at least two chunks: a remainder chunk, or a single chunk that XLA unrolls,
+    # multiples of the chunk (128), at least two chunks: a remainder chunk, or a single chunk that XLA unrolls,
     # changes the (constant) buffers
-    for steps in (128, 4096):
+    for steps in (256, 4096):
         xs, ts = jnp.ones((steps, M)), jnp.ones((steps, C))
         compiled = jax.jit(po.value_and_grad(step, mse, "diagonal")).lower(params, u0, xs, ts).compile()
         temps[steps] = compiled.memory_analysis().temp_size_in_bytes
-    assert temps[4096] <= 1.1 * temps[128], temps
+    assert temps[4096] <= 1.1 * temps[256], temps
 
 
 @pytest.mark.parametrize("detach, w_size", [(True, M), (False, N * M)])

@@ -313,7 +313,7 @@ def check_step(step, loss, params, state, x, target) -> None:
 
 def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
                    max_trace_size: int | None = None, feedback=None, batched: bool = False,
-                   chunk: int = 64) -> Callable:
+                   chunk: int = 128) -> Callable:
     """Loss and gradient of a recurrent step function over a sequence, computed online.
 
     Args:
