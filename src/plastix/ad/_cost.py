@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from ._graph import Graph
-from ._partial import Axis, Partial, _Composer, structure_key
+from ._partial import Axis, Partial, _Composer, canonical, structure_key
 
 __all__ = ["CostGraph", "CostState"]
 
@@ -33,21 +33,6 @@ _STORED = _Stored()
 _NONE = -1  # structure id of a structurally zero product
 
 
-def _canonical(p: Partial) -> Partial:
-    """:func:`plastix.ad._partial.canonical` on structure only (values are a placeholder or ``None``)."""
-    rename: dict[int, int] = {}
-    for axis in p.out_axes + p.in_axes:
-        for label in axis.labels:
-            rename.setdefault(label, len(rename))
-    for label in p.val_labels:
-        rename.setdefault(label, len(rename))
-    order = sorted(range(len(p.val_labels)), key=lambda k: rename[p.val_labels[k]])
-    return Partial(p.out_shape, p.in_shape, {rename[x]: p.sizes[x] for x in rename},
-                   [Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.out_axes],
-                   [Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.in_axes],
-                   [rename[p.val_labels[k]] for k in order], p.val, p.dtype)
-
-
 class _Structures:
     """Interned edge structures with memoised composition (muls and result) and addition."""
 
@@ -58,7 +43,7 @@ class _Structures:
         self.add_memo: dict[int, int] = {}
 
     def intern(self, p: Partial) -> int:
-        p = _canonical(p)
+        p = canonical(p, structure_only=True)
         key = (structure_key(p), p.val_labels, p.val is None)
         sid = self.ids.get(key)
         if sid is None:

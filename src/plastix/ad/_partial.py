@@ -467,8 +467,12 @@ def _batch_sum(operands, out_labels):
     return jnp.einsum(spec, *(v for _, v in operands))
 
 
-def canonical(p: Partial) -> Partial:
-    """Relabel ``p`` 0..k-1 in order of first appearance on its axes (a canonical form for comparisons)."""
+def canonical(p: Partial, *, structure_only: bool = False) -> Partial:
+    """Relabel ``p`` 0..k-1 in order of first appearance on its axes (a canonical form for comparisons).
+
+    With ``structure_only`` the stored values are passed through as they are (a placeholder in the cost
+    graph), not transposed to the new label order.
+    """
     rename: dict[int, int] = {}
     for axis in p.out_axes + p.in_axes:
         for label in axis.labels:
@@ -477,7 +481,7 @@ def canonical(p: Partial) -> Partial:
         rename.setdefault(label, len(rename))
     order = sorted(range(len(p.val_labels)), key=lambda k: rename[p.val_labels[k]])
     val = p.val
-    if val is not None and order != list(range(len(order))):
+    if val is not None and not structure_only and order != list(range(len(order))):
         val = jnp.transpose(val, order)
     return Partial(p.out_shape, p.in_shape, {rename[x]: p.sizes[x] for x in rename},
                    [Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.out_axes],

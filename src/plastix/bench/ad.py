@@ -32,6 +32,7 @@ import numpy as np
 import plastix
 
 from . import tasks as _tasks
+from ._io import write_json
 from ._timing import first_call, interleaved_medians
 
 __all__ = ["METHODS", "ORDER_SOURCES", "asdex_status", "batch_args", "best_order", "candidate_orders",
@@ -333,20 +334,6 @@ def _summary(rows: list[dict], echo: Callable[[str], None]) -> None:
         echo(f"  {t:<24}{best['order']:>10}{best['ratio']:>10.2f}{best['first_call_s'] / rev['first_call_s']:>14.2f}")
     if ratios:
         echo(f"  {'median':<24}{'':>10}{float(np.median(ratios)):>10.2f}")
-
-
-def write_json(rows: list[dict], path: str | Path) -> None:
-    """Write the rows as an indented JSON list, creating the parent directories.
-
-    Args:
-        rows: the rows returned by :func:`run`.
-        path: the output ``.json`` file (overwritten).
-    """
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1) + "\n")
 
 
 def plot(rows: list[dict], path: str | Path) -> None:

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import write_json
+
 __all__ = ["BRAINTRACE_METHODS", "DEFAULT_METHODS", "METHODS", "NETWORKS", "PLASTIX_METHODS", "REC_GAIN",
            "cosine_check", "format_cosine", "format_ratios", "format_table", "hopeless", "main", "measure", "plot",
            "ratios", "run", "run_child", "write_json"]
@@ -572,18 +574,6 @@ def format_ratios(r: dict) -> str:
         f"diagonal time / bptt time at n={n}, T={mid}: {f(r['diagonal_over_bptt_time'])}",
         f"BrainTrace D_RTRL time / diagonal time at n={n}, T={lo}: {f(r['braintrace_d_rtrl_over_diagonal_time'])}",
     ])
-
-
-def write_json(rows: Sequence[dict], path: str | Path) -> None:
-    """Write the rows as an indented JSON list, creating the parent directories.
-
-    Args:
-        rows: the rows returned by :func:`run`.
-        path: the output ``.json`` file (overwritten).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(list(rows), indent=1) + "\n")
 
 
 def plot(rows: Sequence[dict], path: str | Path, n: int | None = None) -> None:

@@ -11,15 +11,14 @@ not counts. Searched orders are stored in the order cache (:func:`plastix.ad.ord
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import plastix
 from plastix.ad import CostGraph, orders
 
 from . import tasks as _tasks
+from ._io import write_json
 
 __all__ = ["ALPHAGRAD", "alphagrad_ratio", "format_table", "run", "run_task", "write_json"]
 
@@ -120,15 +119,3 @@ def run(names: Iterable[str] | None = None, *, seconds: float = 60.0, seed: int 
     if cache:
         echo(f"searched orders cached in {orders.cache_dir()}")
     return rows
-
-
-def write_json(rows: list[dict], path: str | Path) -> None:
-    """Write the rows as JSON (a list of objects), creating the parent directories.
-
-    Args:
-        rows: the rows returned by :func:`run`.
-        path: the output ``.json`` file (overwritten).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1) + "\n")
