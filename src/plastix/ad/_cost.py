@@ -10,7 +10,6 @@ ids, which makes a vertex elimination a handful of dictionary operations.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 from ._graph import Graph
@@ -66,20 +65,13 @@ class _Structures:
         return hit
 
     def _compose(self, outer: Partial, inner: Partial) -> tuple[int, int]:
-        # The structural half of plastix.ad._partial.compose, line by line.
+        # The structural half of plastix.ad._partial.compose.
         work = _Composer(outer, inner)
-        n_out, n_mid = work.n_out, work.n_mid
-        for k in range(n_mid):
-            if not work.unify(n_out + k, n_out + n_mid + k):
-                return _NONE, 0
-        out_axes = work.axes[:n_out]
-        in_axes = work.axes[n_out + 2 * n_mid:]
-        in_positions = {label for axis in out_axes + in_axes for label in axis.labels}
-        (la, va), (lb, vb) = work.vals
-        in_vals = set(la if va is not None else ()) | set(lb if vb is not None else ())
-        factor = math.prod(work.sizes[x] for x in work.live - in_positions - in_vals)
-        n_present = (va is not None) + (vb is not None)
-        muls = math.prod(work.sizes[x] for x in in_vals) if n_present == 2 else 0
+        chained = work.chain()
+        if chained is None:
+            return _NONE, 0
+        out_axes, in_axes, in_positions, in_vals, factor, muls = chained
+        n_present = sum(v is not None for _, v in work.vals)
         if not n_present:
             val_labels, stored = (), (None if factor == 1 else _STORED)
         else:

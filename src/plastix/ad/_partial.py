@@ -347,6 +347,27 @@ class _Composer:
         coords = self._coords(labels, subs, grid)
         return tuple(target), val[(slice(None),) * self.lead + tuple(coords)]
 
+    def chain(self):
+        """Unify every contracted axis pair; the product's structure, or ``None`` when it is structurally zero.
+
+        Returns:
+            ``(out_axes, in_axes, in_positions, in_vals, factor, muls)``: the result's axes, the labels on them,
+            the labels of the stored values, the count of summed value-free labels (a scale) and the
+            multiplication count.
+        """
+        n_out, n_mid = self.n_out, self.n_mid
+        for k in range(n_mid):
+            if not self.unify(n_out + k, n_out + n_mid + k):
+                return None
+        out_axes = self.axes[:n_out]
+        in_axes = self.axes[n_out + 2 * n_mid:]
+        in_positions = {label for axis in out_axes + in_axes for label in axis.labels}
+        (la, va), (lb, vb) = self.vals
+        in_vals = set(la if va is not None else ()) | set(lb if vb is not None else ())
+        factor = math.prod(self.sizes[x] for x in self.live - in_positions - in_vals)
+        muls = math.prod(self.sizes[x] for x in in_vals) if va is not None and vb is not None else 0
+        return out_axes, in_axes, in_positions, in_vals, factor, muls
+
     def unify(self, k_outer: int, k_inner: int) -> bool:
         """Make the outer input axis ``k_outer`` and the inner output axis ``k_inner`` the same index.
 
@@ -408,20 +429,12 @@ def compose(outer: Partial, inner: Partial, *, batch_sum: bool = False) -> tuple
         raise ValueError(f"cannot compose partials: {outer.in_shape} vs {inner.out_shape}")
     lead = int(batch_sum)
     work = _Composer(outer, inner, lead)
-    n_out, n_mid = work.n_out, work.n_mid
-    for k in range(n_mid):
-        if not work.unify(n_out + k, n_out + n_mid + k):
-            return None, 0
-    out_axes = work.axes[:n_out]
-    in_axes = work.axes[n_out + 2 * n_mid:]
-    positions = out_axes + in_axes
-    in_positions = {label for axis in positions for label in axis.labels}
-    (la, va), (lb, vb) = work.vals
-    in_vals = set(la if va is not None else ()) | set(lb if vb is not None else ())
-    factor = math.prod(work.sizes[x] for x in work.live - in_positions - in_vals)
+    chained = work.chain()
+    if chained is None:
+        return None, 0
+    out_axes, in_axes, in_positions, in_vals, factor, muls = chained
     dtype = jnp.result_type(outer.dtype, inner.dtype)
     present = [(labels, v) for labels, v in work.vals if v is not None]
-    muls = math.prod(work.sizes[x] for x in in_vals) if len(present) == 2 else 0
     if not present:
         val_labels, val = (), (None if factor == 1 else jnp.asarray(factor, dtype))
     else:
