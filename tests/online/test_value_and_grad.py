@@ -219,29 +219,76 @@ def test_batched_equals_vmap_then_sum(model, mode):
     assert_close(grads, jax.tree.map(lambda g: jnp.sum(g, axis=0), ref), atol=1e-10)
 
 
-@pytest.mark.parametrize("mode", ["diagonal", "eprop"])
-def test_chunked_traces_equal_step_by_step(mode):
-    """Chunks of 5 over 24 steps (4 chunks and a remainder of 4) give the step-by-step result; the plan finds
-    the per-neuron blocks (W and R of the single-state recurrent LIF below)."""
+def single_state_rlif(skip: bool = False):
+    """Recurrent LIF with one state per neuron; ``skip`` adds a readout path from W that bypasses the state."""
     def step(params, v, x):
         z = SPIKE(v - 1.0)
         v = 0.9 * (v - lax.stop_gradient(z)) + params["W"] @ x + params["R"] @ z
-        return v, params["Wo"] @ SPIKE(v - 1.0)
+        out = params["Wo"] @ SPIKE(v - 1.0)
+        return v, out + params["W"][:C] @ x if skip else out
 
     W, R, Wo = weights(1, (N, M), (N, N), (C, N), scale=2.5)
-    params, v0 = {"W": W, "R": 0.5 * R, "Wo": Wo}, jnp.zeros(N)
+    return step, {"W": W, "R": 0.5 * R, "Wo": Wo}, jnp.zeros(N)
+
+
+@pytest.mark.parametrize("mode, skip, feedback", [("diagonal", False, False), ("eprop", False, False),
+                                                  ("diagonal", True, False), ("diagonal", False, True)])
+def test_chunked_traces_equal_step_by_step(mode, skip, feedback):
+    """Chunks of at most 5 over 24 steps (5 chunks of 5, the last one masking a step the previous one took) and
+    of 6 (4 chunks, no mask) give the step-by-step result; the plan finds
+    the per-neuron blocks (W and R of the single-state recurrent LIF) and folds their within-step gradient into
+    the chunk, also with a readout path that bypasses the state (``skip``); fixed feedback for W keeps W's exact
+    within-step gradient out of the chunk."""
+    step, params, v0 = single_state_rlif(skip)
     xs, ts = data(3, batch=2)
     rate = float(np.mean([spike_rate(step, params, v0, xs[:, b], lambda v: v > 1.0) for b in range(2)]))
     assert 0.01 <= rate <= 0.6, rate
     plan = po.plan_traces(step, params, v0, xs[0, 0], mode)
     assert len(plan.chunks) == 2, plan.chunks
+    assert plan.folds == frozenset(plan.chunks)
+    fb = po.random_feedback(jax.random.PRNGKey(0), params, lambda path: "W'" in path) if feedback else None
     v0b = jnp.zeros((2, N))
-    ref_loss, ref = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=1))(params, v0b, xs, ts)
-    loss, grads = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=5))(params, v0b, xs, ts)
-    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
-    assert_close(grads, ref, atol=1e-10)
-    _, exact = po.value_and_grad(step, mse, "bptt", batched=True)(params, v0b, xs, ts)
-    np.testing.assert_allclose(grads["Wo"], exact["Wo"], atol=1e-8)
+    vg = lambda chunk: jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=chunk, feedback=fb))
+    ref_loss, ref = vg(1)(params, v0b, xs, ts)
+    for chunk in (5, 6) if mode == "diagonal" and not (skip or feedback) else (5,):
+        loss, grads = vg(chunk)(params, v0b, xs, ts)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+        assert_close(grads, ref, atol=1e-10)
+    if not feedback:
+        _, exact = po.value_and_grad(step, mse, "bptt", batched=True)(params, v0b, xs, ts)
+        np.testing.assert_allclose(grads["Wo"], exact["Wo"], atol=1e-8)
+
+
+def test_split_step_is_exact():
+    """The step split at its new state reproduces ``out``, and the chain rule through the two pieces gives
+    ``jax.grad`` of the whole step: a state leaf passed through unchanged, one computed inside a ``jax.jit``
+    together with the output, one that the output never reads."""
+    from plastix.online._jacobians import split_step
+
+    @jax.jit
+    def inner(w, a, x):
+        a = jnp.tanh(w @ x + a)
+        return a, jnp.sum(a) * jnp.sum(x)
+
+    def step(params, state, x):
+        a, b, c = state
+        a, y = inner(params["W"], a, x)
+        return (a, b, c * 0.5 + 1.0), y + jnp.sum(b * a) + params["v"] @ a
+
+    (W,) = weights(4, (N, M))
+    params = {"W": W, "v": jnp.linspace(-1.0, 1.0, N)}
+    state = (jnp.linspace(0.0, 1.0, N), jnp.linspace(1.0, 2.0, N), jnp.ones(N))
+    x = jnp.linspace(-1.0, 1.0, M)
+    new_state_fn, readout = split_step(step, params, state, x)
+    new_state = new_state_fn(params, state, x)
+    np.testing.assert_allclose(readout(params, state, x, new_state), step(params, state, x)[1], rtol=1e-14)
+    ref_p, ref_s = jax.grad(lambda p, s: step(p, s, x)[1], argnums=(0, 1))(params, state)
+    direct_p, direct_s, delta = jax.grad(lambda p, s, n: readout(p, s, x, n), argnums=(0, 1, 2))(
+        params, state, new_state)
+    _, pullback = jax.vjp(lambda p, s: new_state_fn(p, s, x), params, state)
+    through_p, through_s = pullback(delta)
+    assert_close(jax.tree.map(jnp.add, direct_p, through_p), ref_p, atol=1e-12)
+    assert_close(jax.tree.map(jnp.add, direct_s, through_s), ref_s, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------- memory and errors

@@ -12,6 +12,9 @@ recursion ``B_{k-1} = L_k + h_k · B_k`` (``B_{K-1} = 0``)::
 
     G_{t0+K} = A_{-1} ⊙ G_{t0} + Σ_k A_k ⊗ x_k,          g += B_{-1} ⊙ G_{t0} + Σ_k B_k ⊗ x_k.
 
+The parameter's within-step gradient ``δ_k ⊗ x_k`` (``δ_k = ∂ℓ_k/∂s_k``, the path through ``F_k``) has the same
+column factor, so it joins the last product as ``Σ_k (B_k + δ_k) ⊗ x_k`` instead of costing one of its own.
+
 So a chunk touches the stored trace once and does the rest as matrix products with inner dimension ``K``
 (``K·batch`` for the gradient) instead of ``K`` memory-bound passes over the trace. No division, so nothing
 over- or underflows that the step-by-step update would not; the result is the same up to rounding.
@@ -111,7 +114,7 @@ def col_factor(f: Partial | None, template: Partial, layout: ChunkLayout) -> jax
     return jnp.broadcast_to(jnp.transpose(f.val, order).reshape(sizes), shape).astype(template.dtype)
 
 
-def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayout):
+def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayout, delta=None):
     """Advance a batched trace over one chunk and return it with the chunk's gradient contribution.
 
     Args:
@@ -119,6 +122,8 @@ def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayo
         h: ``(K, batch, *rows)`` row factors (size-1 rows where the trace does not vary).
         x: ``(K, batch, *cols)`` column factors.
         signal: ``(K, batch, *rows)`` learning signals ``∂ℓ_t/∂s_{t-1}``.
+        delta: ``None``, or ``(K, batch, *rows)`` cotangents ``∂ℓ_t/∂s_t`` of the new state whose within-step
+            gradient ``δ_t ⊗ x_t`` (the parameter's path through ``F_t``) is added here, in the same product.
 
     Returns:
         ``(trace at the chunk's end, dense gradient contribution summed over the batch)``.
@@ -144,7 +149,8 @@ def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayo
     labels = layout.rows + layout.cols
     flat = lambda v: v.reshape((-1,) + v.shape[2:])
     val = _batch_sum([(layout.rows, b_first), (layout.val_rows + layout.cols, g0)], labels)
-    val = val + _batch_sum([(layout.rows, flat(b_k)), (layout.cols, flat(x))], labels)
+    coefficient = b_k if delta is None else b_k + delta
+    val = val + _batch_sum([(layout.rows, flat(coefficient)), (layout.cols, flat(x))], labels)
     grad = Partial((), template.in_shape, template.sizes, (), template.in_axes, labels, val, template.dtype)
     new_trace = Partial(trace.out_shape, trace.in_shape, trace.sizes, trace.out_axes, trace.in_axes,
                         trace.val_labels, new.astype(g0.dtype), trace.dtype)

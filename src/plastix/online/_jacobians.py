@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Literal
 
 from ..ad._eliminate import eliminate, resolve_order
 from ..ad._graph import Graph, reachable
 from ..ad._partial import Axis, Partial, compose
 from ..ad.api import _Traced
 
-__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "batch_vjp"]
+__all__ = ["StepJacobians", "step_jacobians", "is_local", "diagonal_part", "batch_vjp", "split_step"]
 
 
 @dataclass
@@ -84,3 +85,51 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
         local_edges, _ = eliminate(pruned, resolve_order(pruned, order))
         H_local = [[local_edges.get((state_ids[b], g.outputs[a])) for b in range(n_state)] for a in range(n_state)]
     return StepJacobians(H, F, H_local)
+
+
+def split_step(step, params, state, x):
+    """``step`` split at its new state: ``out = readout(θ, s, x, s')`` with ``s' = new_state(θ, s, x)``.
+
+    ``readout`` evaluates the step's jaxpr with every use of a new-state value read from its argument ``s'``
+    instead, so its derivative in ``s'`` is the cotangent of the new state (``δ = ∂ℓ/∂s'``) and its derivatives
+    in ``θ``, ``s`` and ``x`` are the paths that bypass the new state. ``readout(θ, s, x, new_state(θ, s, x))``
+    equals ``out`` for any step, so the chain rule through the two pieces is exact.
+
+    Args:
+        step: ``step(params, state, x) -> (new_state, out)`` for one example.
+        params, state, x: arguments of one example (arrays or ``jax.ShapeDtypeStruct``).
+
+    Returns:
+        ``(new_state_fn, readout_fn)``: ``new_state_fn(params, state, x)`` and
+        ``readout_fn(params, state, x, new_state) -> out``.
+    """
+    flat, in_tree = jax.tree.flatten((params, state, x))
+    closed, shapes = jax.make_jaxpr(lambda *a: step(*jax.tree.unflatten(in_tree, a)), return_shape=True)(*flat)
+    state_tree, out_tree = jax.tree.structure(shapes[0]), jax.tree.structure(shapes[1])
+    jaxpr, n_state = closed.jaxpr, state_tree.num_leaves
+    overrides = {}
+    for k, var in enumerate(jaxpr.outvars[:n_state]):
+        if not isinstance(var, Literal):
+            overrides.setdefault(var, k)
+
+    def readout(params, state, x, new_state):
+        new_leaves = jax.tree.leaves(new_state)
+        env = {}
+
+        def write(var, value):
+            env[var] = new_leaves[overrides[var]] if var in overrides else value
+
+        def read(var):
+            return var.val if isinstance(var, Literal) else env[var]
+
+        for var, value in zip(jaxpr.constvars, closed.consts):
+            write(var, value)
+        for var, value in zip(jaxpr.invars, jax.tree.leaves((params, state, x))):
+            write(var, value)
+        for eqn in jaxpr.eqns:
+            outs = eqn.primitive.bind(*map(read, eqn.invars), **eqn.primitive.get_bind_params(eqn.params))
+            for var, value in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs]):
+                write(var, value)
+        return jax.tree.unflatten(out_tree, [read(v) for v in jaxpr.outvars[n_state:]])
+
+    return (lambda params, state, x: step(params, state, x)[0]), readout

@@ -31,7 +31,7 @@ from jax import lax
 
 from ..ad._partial import Partial, add, canonical, compose, structure_key
 from ._chunked import chunk_end, chunk_layout, col_factor, row_factor
-from ._jacobians import StepJacobians, batch_vjp, diagonal_part, step_jacobians
+from ._jacobians import StepJacobians, batch_vjp, diagonal_part, split_step, step_jacobians
 
 __all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
            "random_feedback"]
@@ -121,12 +121,18 @@ def _merge(t: Partial | None, u: Partial | None) -> Partial | None:
 
 @dataclass(frozen=True)
 class TracePlan:
-    """What a mode traces for a step: the blocks, their layouts (zero-valued templates) and their sizes."""
+    """What a mode traces for a step: the blocks, their layouts (zero-valued templates) and their sizes.
+
+    ``chunks`` maps the blocks advanced in chunks to their :class:`._chunked.ChunkLayout`; ``folds`` holds the
+    chunked blocks ``(a, p)`` whose parameter reaches the new state only through state leaf ``a``, so its
+    within-step gradient can be folded into the chunk's matrix product.
+    """
 
     mode: str
     blocks: tuple[tuple[int, int], ...]
     templates: dict
     chunks: dict = field(default_factory=dict)
+    folds: frozenset = frozenset()
 
     def zeros(self, batch: int | None = None) -> dict:
         """Traces at t = 0 (with a leading axis of size ``batch`` on the stored values if given)."""
@@ -193,14 +199,17 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
             found[k] = t
         found["blocks"] = blocks
         found["chunks"] = {k: chunk_layout(k, H, jac.F, blocks, found[k]) for k in blocks}
+        found["sources"] = {p: [a for a in range(len(jac.F)) if jac.F[a][p] is not None] for (_, p) in blocks}
         return 0
 
     jax.eval_shape(probe, params, state, x)
     blocks = tuple(found.pop("blocks"))
     chunks = {k: layout for k, layout in found.pop("chunks").items() if layout is not None}
+    sources = found.pop("sources")
+    folds = frozenset((a, p) for (a, p) in chunks if sources[p] == [a])
     templates = {k: Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, t.val_labels,
                             jax.ShapeDtypeStruct(t.val.shape, t.val.dtype), t.dtype) for k, t in found.items()}
-    return TracePlan(mode, blocks, templates, chunks)
+    return TracePlan(mode, blocks, templates, chunks, folds)
 
 
 def conform(p: Partial | None, template: Partial) -> Partial:
@@ -224,27 +233,49 @@ def conform(p: Partial | None, template: Partial) -> Partial:
                    template.val_labels, val, template.dtype)
 
 
-def _signal(step_fn, loss_fn, params, state, feedback):
-    """Loss, ``∂ℓ/∂θ`` within the step, ``∂ℓ/∂s`` (the learning signal) and the outputs of ``step_fn``.
+def _signal(step, loss_fn, params, state, x, feedback, folded):
+    """Loss, ``∂ℓ/∂θ`` within the step, the learning signal and the new state's cotangent, for a batch.
 
-    ``loss_fn(out)`` returns ``(total, values)``. With ``feedback`` the signal comes from a second reverse pass
-    with the fixed matrices in place of the corresponding parameters (feedback alignment); those parameters
-    keep their exact gradient.
+    The step is split at its new state (:func:`._jacobians.split_step`): the loss's cotangent ``δ = ∂ℓ/∂s'``
+    comes from the readout, and is pulled back through the state update to the signal ``∂ℓ/∂s`` and to
+    ``δ·∂s'/∂θ``. For the parameters in ``folded`` that last product is left out: the chunked trace update adds
+    it with its own matrix product (``δ_t ⊗ x_t`` next to the trace's ``B_t ⊗ x_t``). ``loss_fn(out)`` returns
+    ``(total, values)``. With ``feedback`` the signal and ``δ`` come from a second reverse pass with the fixed
+    matrices in place of the corresponding parameters (feedback alignment); those parameters keep their exact
+    gradient.
+
+    Returns:
+        ``(new_state, out, values, grads, signal, delta)`` with ``grads``, ``signal`` and ``delta`` as lists of
+        leaves.
     """
-    (new_state, out), pullback = jax.vjp(step_fn, params, state)
+    one = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), (state, x))
+    new_state_fn, readout_fn = split_step(step, params, *one)
+    batch = lambda f, *axes: jax.vmap(f, in_axes=(None, 0, 0) + axes)
+
+    def backward(p):
+        new_state, state_pullback = jax.vjp(lambda p, s: batch(new_state_fn)(p, s, x), p, state)
+        out, out_pullback = jax.vjp(lambda p, s, n: batch(readout_fn, 0)(p, s, x, n), p, state, new_state)
+        return new_state, out, state_pullback, out_pullback
+
+    def pull(state_pullback, out_pullback):
+        direct, signal, delta = out_pullback(l_out)
+        through_state, state_signal = state_pullback(delta)
+        grads = [d if k in folded else d + t
+                 for k, (d, t) in enumerate(zip(jax.tree.leaves(direct), jax.tree.leaves(through_state)))]
+        signal = [a + b for a, b in zip(jax.tree.leaves(signal), jax.tree.leaves(state_signal))]
+        return grads, signal, jax.tree.leaves(delta)
+
+    new_state, out, state_pullback, out_pullback = backward(params)
     (_, values), l_out = jax.value_and_grad(loss_fn, has_aux=True)(out)
-    zero_state = jax.tree.map(jnp.zeros_like, new_state)
-    direct, signal = pullback((zero_state, l_out))
-    grads = jax.tree.leaves(direct)
+    grads, signal, delta = pull(state_pullback, out_pullback)
     if feedback is not None:
         is_none = lambda v: v is None
         replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=is_none))
-        backward = jax.tree.map(lambda p, b: p if b is None else jnp.asarray(b, jnp.result_type(p)), params,
-                                feedback, is_leaf=is_none)
-        _, feedback_pullback = jax.vjp(step_fn, backward, state)
-        aligned, signal = feedback_pullback((zero_state, l_out))
-        grads = [g if r else a for g, a, r in zip(grads, jax.tree.leaves(aligned), replaced)]
-    return new_state, out, values, grads, jax.tree.leaves(signal)
+        aligned_params = jax.tree.map(lambda p, b: p if b is None else jnp.asarray(b, jnp.result_type(p)), params,
+                                      feedback, is_leaf=is_none)
+        aligned, signal, delta = pull(*backward(aligned_params)[2:])
+        grads = [g if r else a for g, a, r in zip(grads, aligned, replaced)]
+    return new_state, out, values, grads, signal, delta
 
 
 def _next_traces(step, plan: TracePlan, params, state, traces, x, order, chunked=()):
@@ -277,20 +308,27 @@ def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, tar
     Returns per-example losses and outputs and the gradient contributions *summed over the batch*, each
     contracted over the batch in one product (a matrix product for a low-rank trace), so no per-example
     gradient is ever formed. The blocks in ``chunked`` are neither advanced nor contracted; for them the
-    returned ``pieces`` hold ``(h_t, x_t, L_t)`` for :func:`._chunked.chunk_end`.
+    returned ``pieces`` hold ``(h_t, x_t, L_t, δ_t)`` for :func:`._chunked.chunk_end`, where ``δ_t`` (the new
+    state's cotangent) is ``None`` unless the block's parameter is folded (:attr:`TracePlan.folds`): its
+    within-step gradient ``δ_t ⊗ x_t`` is then left to the chunk.
 
     Returns:
         ``(new_state, new_traces, losses, grads, out, pieces)``.
     """
-    step_fn = lambda p, s: jax.vmap(step, in_axes=(None, 0, 0))(p, s, x)
     loss_fn = lambda out: (lambda v: (jnp.sum(v), v))(jax.vmap(loss)(out, target))
-    new_state, out, values, grads, signals = _signal(step_fn, loss_fn, params, state, feedback)
+    folded = {p: a for (a, p) in plan.folds if (a, p) in chunked}
+    if feedback is not None:
+        replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback,
+                                                is_leaf=lambda v: v is None))
+        folded = {p: a for p, a in folded.items() if not replaced[p]}
+    new_state, out, values, grads, signals, deltas = _signal(step, loss_fn, params, state, x, feedback, folded)
     for (a, p), g in traces.items():
         if (a, p) not in chunked:
             grads[p] = grads[p] + batch_vjp(signals[a], g).astype(grads[p].dtype)
     next_one = lambda s, tr, x: _next_traces(step, plan, params, s, tr, x, order, chunked)
     new_traces, pieces = jax.vmap(next_one)(state, traces, x)
-    pieces = {(a, p): (h, f, signals[a]) for (a, p), (h, f) in pieces.items()}
+    pieces = {(a, p): (h, f, signals[a], deltas[a] if folded.get(p) == a else None)
+              for (a, p), (h, f) in pieces.items()}
     return new_state, new_traces, values, grads, out, pieces
 
 
@@ -331,9 +369,10 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
             unbatched function followed by a sum, but faster: each step's gradient is contracted over the batch
             in one product instead of being formed per example.
         chunk: traces whose recurrence acts per neuron (``G_t[r, c] = h_t[r] G_{t-1}[r, c] + x_t[c]``, e.g. a
-            weight into LIF neurons) are advanced exactly every ``chunk`` steps with matrix products, from
-            ``chunk`` stored factors per example (see ``plastix.online._chunked``); ``1`` advances every trace
-            at every step. Memory stays independent of the sequence length either way.
+            weight into LIF neurons) are advanced exactly once per chunk of steps with matrix products, from
+            the chunk's stored factors per example (see ``plastix.online._chunked``). The ``T`` steps are cut
+            into ``ceil(T / chunk)`` equal chunks; ``1`` advances every trace at every step. Memory stays
+            independent of the sequence length either way.
 
     Returns:
         ``vg(params, state0, xs, targets) -> (total_loss, grads)`` where ``xs`` and ``targets`` have a leading
@@ -371,39 +410,52 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
 
 
 def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, feedback, chunked, chunk, batched):
-    """The online pass over a time-major batch: chunks of ``chunk`` steps, each closed by :func:`chunk_end`.
+    """The online pass over a time-major batch: equal chunks of at most ``chunk`` steps, each closed by
+    :func:`chunk_end`, all in one loop.
 
-    Without ``batched`` the inputs have no batch axis and get one of size 1 at each step.
+    ``T`` steps are cut into ``ceil(T / chunk)`` chunks of ``K = ceil(T / count)`` steps; the last window starts
+    at ``T - K`` and masks the steps the previous chunk already took (fewer than one per chunk). Without
+    ``batched`` the inputs have no batch axis and get one of size 1 at each step.
     """
     leaves, treedef = jax.tree.flatten(params)
+    steps = jax.tree.leaves(xs)[0].shape[0]
+    count = -(-steps // chunk) if chunked else 1
+    size = -(-steps // count)
+    masked = count * size > steps
 
     def one_step(carry, inputs):
         state, traces, total, grads = carry
-        x, target = inputs if batched else jax.tree.map(lambda v: jnp.expand_dims(v, 0), inputs)
-        state, traces, value, step_grads, _, pieces = online_step_batch(
+        (x, target), live = inputs
+        if not batched:
+            x, target = jax.tree.map(lambda v: jnp.expand_dims(v, 0), (x, target))
+        new_state, new_traces, value, step_grads, _, pieces = online_step_batch(
             step, loss, plan, params, state, traces, x, target, order=order, feedback=feedback, chunked=chunked)
+        if masked:
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)
+            new_state, new_traces = keep(new_state, state), keep(new_traces, traces)
+            value, step_grads = jnp.where(live, value, 0), [jnp.where(live, g, 0) for g in step_grads]
+            pieces = {k: (jnp.where(live, h, 1), jnp.where(live, f, 0), jnp.where(live, signal, 0),
+                          None if delta is None else jnp.where(live, delta, 0))
+                      for k, (h, f, signal, delta) in pieces.items()}
         grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
-        return (state, traces, total + jnp.sum(value), grads), pieces
+        return (new_state, new_traces, total + jnp.sum(value), grads), pieces
 
-    def run_chunk(carry, inputs):
-        carry, pieces = lax.scan(one_step, carry, inputs)
+    def run_chunk(k, carry):
+        start = jnp.minimum(k * size, steps - size)
+        window = jax.tree.map(lambda v: lax.dynamic_slice_in_dim(v, start, size), (xs, targets))
+        live = jnp.arange(size) >= k * size - start
+        carry, pieces = lax.scan(one_step, carry, (window, live))
         state, traces, total, grads = carry
         traces, grads = dict(traces), list(grads)
-        for (a, p), (h, x, signal) in pieces.items():
-            traces[(a, p)], g = chunk_end(traces[(a, p)], h, x, signal, plan.templates[(a, p)], chunked[(a, p)])
+        for (a, p), (h, x, signal, delta) in pieces.items():
+            traces[(a, p)], g = chunk_end(traces[(a, p)], h, x, signal, plan.templates[(a, p)], chunked[(a, p)],
+                                          delta)
             grads[p] = grads[p] + g.astype(grads[p].dtype)
-        return (state, traces, total, grads), None
+        return state, traces, total, grads
 
-    steps = jax.tree.leaves(xs)[0].shape[0]
-    size = min(chunk, steps) if chunked else steps
-    full, rest = divmod(steps, size)
     total0 = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
     carry = (state0, plan.zeros(jax.tree.leaves(state0)[0].shape[0]), total0, [jnp.zeros_like(v) for v in leaves])
-    window = lambda start: jax.tree.map(lambda v: lax.dynamic_slice_in_dim(v, start, size), (xs, targets))
-    carry = lax.fori_loop(0, full, lambda k, c: run_chunk(c, window(k * size))[0], carry)
-    if rest:
-        carry, _ = run_chunk(carry, jax.tree.map(lambda v: v[full * size:], (xs, targets)))
-    _, _, total, grads = carry
+    _, _, total, grads = lax.fori_loop(0, count, run_chunk, carry)
     return total, jax.tree.unflatten(treedef, grads)
 
 
