@@ -122,3 +122,13 @@ def test_elimination_rate_on_roeflux_1d():
 def test_index_maps_are_free():
     cg = CostGraph(plastix.graph(lambda x: x.T.reshape(-1)[::2])(np.ones((3, 4))))
     assert cg.count(orders.forward(cg)) == 0
+
+
+def test_contractions_count_products_that_sum_over_stored_values():
+    W1, W2 = jnp.ones((5, 4)), jnp.ones((3, 5))
+    mlp = plastix.graph(lambda x: W2 @ jnp.tanh(W1 @ x))(jnp.ones(4))
+    cg = CostGraph(mlp)
+    # rev scales W2 by tanh' (elementwise), then contracts the hidden axis with W1; fwd the other way round
+    assert cg.contractions(orders.reverse(cg)) == cg.contractions(orders.forward(cg)) == 1
+    elementwise = CostGraph(plastix.graph(lambda x: jnp.sin(jnp.exp(x) * x))(jnp.ones(4)))
+    assert elementwise.contractions(orders.reverse(elementwise)) == 0
