@@ -132,11 +132,11 @@ def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayo
 
     def back(carry, inputs):
         a, b = carry
-        h_k, l_k, d_k = inputs
-        return (h_k * a, l_k + h_k * b), (a, b if d_k is None else b + d_k)
+        h_k, l_k = inputs
+        return (h_k * a, l_k + h_k * b), (a, b)
 
-    (a_first, b_first), (a_k, coefficient) = lax.scan(back, (ones, jnp.zeros(signal.shape[1:], signal.dtype)),
-                                                      (h, signal, delta), reverse=True)
+    (a_first, b_first), (a_k, b_k) = lax.scan(back, (ones, jnp.zeros(signal.shape[1:], signal.dtype)),
+                                              (h, signal), reverse=True)
     g0 = trace.val
     drop = [k for k, r in enumerate(layout.rows) if r not in layout.val_rows]
     a_first = jnp.squeeze(a_first, [1 + k for k in drop])
@@ -149,6 +149,7 @@ def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayo
     labels = layout.rows + layout.cols
     flat = lambda v: v.reshape((-1,) + v.shape[2:])
     val = _batch_sum([(layout.rows, b_first), (layout.val_rows + layout.cols, g0)], labels)
+    coefficient = b_k if delta is None else b_k + delta
     val = val + _batch_sum([(layout.rows, flat(coefficient)), (layout.cols, flat(x))], labels)
     grad = Partial((), template.in_shape, template.sizes, (), template.in_axes, labels, val, template.dtype)
     new_trace = Partial(trace.out_shape, trace.in_shape, trace.sizes, trace.out_axes, trace.in_axes,
