@@ -32,7 +32,7 @@ from jax import lax
 from ..ad._partial import Partial, _batch_sum, canonical, structure_key
 from ._jacobians import is_local
 
-__all__ = ["ChunkLayout", "chunk_layout", "row_factor", "col_factor", "chunk_end"]
+__all__ = ["ChunkLayout", "chunk_layout", "row_factor", "col_factor", "row_key", "chunk_recursion", "chunk_end"]
 
 
 @dataclass(frozen=True)
@@ -114,29 +114,45 @@ def col_factor(f: Partial | None, template: Partial, layout: ChunkLayout) -> jax
     return jnp.broadcast_to(jnp.transpose(f.val, order).reshape(sizes), shape).astype(template.dtype)
 
 
-def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayout, delta=None):
-    """Advance a batched trace over one chunk and return it with the chunk's gradient contribution.
+def row_key(block: tuple[int, int], template: Partial, layout: ChunkLayout) -> tuple:
+    """Blocks of one state leaf with the same row shape share ``h_t`` and the chunk's backward recursion."""
+    return block[0], tuple(_row_shape(template, layout, layout.val_rows))
+
+
+def chunk_recursion(h, signal):
+    """Suffix products and the backward recursion of one chunk.
 
     Args:
-        trace: the trace at the chunk's start, values ``(batch, *val_rows, *cols)``.
         h: ``(K, batch, *rows)`` row factors (size-1 rows where the trace does not vary).
-        x: ``(K, batch, *cols)`` column factors.
         signal: ``(K, batch, *rows)`` learning signals ``∂ℓ_t/∂s_{t-1}``.
-        delta: ``None``, or ``(K, batch, *rows)`` cotangents ``∂ℓ_t/∂s_t`` of the new state whose within-step
-            gradient ``δ_t ⊗ x_t`` (the parameter's path through ``F_t``) is added here, in the same product.
 
     Returns:
-        ``(trace at the chunk's end, dense gradient contribution summed over the batch)``.
+        ``(A_{-1}, B_{-1}, A_k, B_k)`` with ``A_k = Π_{j>k} h_j`` and ``B_{k-1} = L_k + h_k · B_k``.
     """
-    ones = jnp.ones(h.shape[1:], h.dtype)
-
     def back(carry, inputs):
         a, b = carry
         h_k, l_k = inputs
         return (h_k * a, l_k + h_k * b), (a, b)
 
-    (a_first, b_first), (a_k, b_k) = lax.scan(back, (ones, jnp.zeros(signal.shape[1:], signal.dtype)),
-                                              (h, signal), reverse=True)
+    start = (jnp.ones(h.shape[1:], h.dtype), jnp.zeros(signal.shape[1:], signal.dtype))
+    (a_first, b_first), (a_k, b_k) = lax.scan(back, start, (h, signal), reverse=True)
+    return a_first, b_first, a_k, b_k
+
+
+def chunk_end(trace: Partial, recursion, x, coefficient, template: Partial, layout: ChunkLayout):
+    """Advance a batched trace over one chunk and return it with the chunk's gradient contribution.
+
+    Args:
+        trace: the trace at the chunk's start, values ``(batch, *val_rows, *cols)``.
+        recursion: :func:`chunk_recursion` of the block's row factors and learning signals.
+        x: ``(K, batch, *cols)`` column factors.
+        coefficient: ``(K, batch, *rows)``: ``B_k``, or ``B_k + δ_k`` where the parameter's within-step gradient
+            ``δ_k ⊗ x_k`` (``δ_k = ∂ℓ_k/∂s_k``, its path through ``F_k``) is added here, in the same product.
+
+    Returns:
+        ``(trace at the chunk's end, dense gradient contribution summed over the batch)``.
+    """
+    a_first, b_first, a_k, _ = recursion
     g0 = trace.val
     drop = [k for k, r in enumerate(layout.rows) if r not in layout.val_rows]
     a_first = jnp.squeeze(a_first, [1 + k for k in drop])
@@ -149,10 +165,8 @@ def chunk_end(trace: Partial, h, x, signal, template: Partial, layout: ChunkLayo
     labels = layout.rows + layout.cols
     flat = lambda v: v.reshape((-1,) + v.shape[2:])
     val = _batch_sum([(layout.rows, b_first), (layout.val_rows + layout.cols, g0)], labels)
-    coefficient = b_k if delta is None else b_k + delta
     val = val + _batch_sum([(layout.rows, flat(coefficient)), (layout.cols, flat(x))], labels)
     grad = Partial((), template.in_shape, template.sizes, (), template.in_axes, labels, val, template.dtype)
     new_trace = Partial(trace.out_shape, trace.in_shape, trace.sizes, trace.out_axes, trace.in_axes,
                         trace.val_labels, new.astype(g0.dtype), trace.dtype)
     return new_trace, grad.todense()
-

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..ad._partial import Partial, add, canonical, compose, structure_key
-from ._chunked import chunk_end, chunk_layout, col_factor, row_factor
+from ._chunked import chunk_end, chunk_layout, chunk_recursion, col_factor, row_factor, row_key
 from ._jacobians import StepJacobians, batch_vjp, diagonal_part, split_step, step_jacobians
 
 __all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
@@ -296,6 +296,16 @@ def _next_traces(step, plan: TracePlan, params, state, traces, x, order, chunked
     return new, pieces
 
 
+def _folded(plan: TracePlan, chunked, params, feedback) -> dict[int, int]:
+    """``{parameter: state leaf}`` for the chunked blocks whose within-step gradient joins the chunk's product
+    (not for a parameter replaced by fixed feedback: it keeps its exact within-step gradient)."""
+    folded = {p: a for (a, p) in plan.folds if (a, p) in chunked}
+    if feedback is None:
+        return folded
+    replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=lambda v: v is None))
+    return {p: a for p, a in folded.items() if not replaced[p]}
+
+
 def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev",
                       feedback=None, chunked=()):
     """One step of online learning for a batch (leading axis of ``state``, ``traces``, ``x``, ``target``).
@@ -308,27 +318,29 @@ def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, tar
     Returns per-example losses and outputs and the gradient contributions *summed over the batch*, each
     contracted over the batch in one product (a matrix product for a low-rank trace), so no per-example
     gradient is ever formed. The blocks in ``chunked`` are neither advanced nor contracted; for them the
-    returned ``pieces`` hold ``(h_t, x_t, L_t, δ_t)`` for :func:`._chunked.chunk_end`, where ``δ_t`` (the new
-    state's cotangent) is ``None`` unless the block's parameter is folded (:attr:`TracePlan.folds`): its
-    within-step gradient ``δ_t ⊗ x_t`` is then left to the chunk.
+    returned ``pieces`` hold what :func:`._chunked.chunk_end` needs, each array once: ``"rows"`` (``h_t`` by
+    :func:`._chunked.row_key`), ``"cols"`` (``x_t`` by block), ``"signal"`` (``L_t`` by state leaf) and
+    ``"delta"`` (the new state's cotangent ``δ_t`` by state leaf, for the folded parameters of
+    :attr:`TracePlan.folds`, whose within-step gradient ``δ_t ⊗ x_t`` is left to the chunk).
 
     Returns:
         ``(new_state, new_traces, losses, grads, out, pieces)``.
     """
     loss_fn = lambda out: (lambda v: (jnp.sum(v), v))(jax.vmap(loss)(out, target))
-    folded = {p: a for (a, p) in plan.folds if (a, p) in chunked}
-    if feedback is not None:
-        replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback,
-                                                is_leaf=lambda v: v is None))
-        folded = {p: a for p, a in folded.items() if not replaced[p]}
+    folded = _folded(plan, chunked, params, feedback)
     new_state, out, values, grads, signals, deltas = _signal(step, loss_fn, params, state, x, feedback, folded)
     for (a, p), g in traces.items():
         if (a, p) not in chunked:
             grads[p] = grads[p] + batch_vjp(signals[a], g).astype(grads[p].dtype)
     next_one = lambda s, tr, x: _next_traces(step, plan, params, s, tr, x, order, chunked)
-    new_traces, pieces = jax.vmap(next_one)(state, traces, x)
-    pieces = {(a, p): (h, f, signals[a], deltas[a] if folded.get(p) == a else None)
-              for (a, p), (h, f) in pieces.items()}
+    new_traces, factors = jax.vmap(next_one)(state, traces, x)
+    pieces = {"rows": {}, "cols": {}, "signal": {}, "delta": {}}
+    for (a, p), (h, f) in factors.items():
+        pieces["rows"].setdefault(row_key((a, p), plan.templates[(a, p)], chunked[(a, p)]), h)
+        pieces["cols"][(a, p)] = f
+        pieces["signal"][a] = signals[a]
+        if folded.get(p) == a:
+            pieces["delta"][a] = deltas[a]
     return new_state, new_traces, values, grads, out, pieces
 
 
@@ -422,6 +434,7 @@ def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, 
     count = -(-steps // chunk) if chunked else 1
     size = -(-steps // count)
     masked = count * size > steps
+    folded = _folded(plan, chunked, params, feedback)
 
     def one_step(carry, inputs):
         state, traces, total, grads = carry
@@ -434,9 +447,9 @@ def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, 
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)
             new_state, new_traces = keep(new_state, state), keep(new_traces, traces)
             value, step_grads = jnp.where(live, value, 0), [jnp.where(live, g, 0) for g in step_grads]
-            pieces = {k: (jnp.where(live, h, 1), jnp.where(live, f, 0), jnp.where(live, signal, 0),
-                          None if delta is None else jnp.where(live, delta, 0))
-                      for k, (h, f, signal, delta) in pieces.items()}
+            fill = {"rows": 1, "cols": 0, "signal": 0, "delta": 0}
+            pieces = {kind: {k: jnp.where(live, v, fill[kind]) for k, v in group.items()}
+                      for kind, group in pieces.items()}
         grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
         return (new_state, new_traces, total + jnp.sum(value), grads), pieces
 
@@ -447,9 +460,18 @@ def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, 
         carry, pieces = lax.scan(one_step, carry, (window, live))
         state, traces, total, grads = carry
         traces, grads = dict(traces), list(grads)
-        for (a, p), (h, x, signal, delta) in pieces.items():
-            traces[(a, p)], g = chunk_end(traces[(a, p)], h, x, signal, plan.templates[(a, p)], chunked[(a, p)],
-                                          delta)
+        recursions, coefficients = {}, {}
+        for (a, p), x in pieces["cols"].items():
+            template, layout = plan.templates[(a, p)], chunked[(a, p)]
+            key = row_key((a, p), template, layout)
+            if key not in recursions:
+                recursions[key] = chunk_recursion(pieces["rows"][key], pieces["signal"][a])
+            fold = folded.get(p) == a
+            if (key, fold) not in coefficients:
+                b_k = recursions[key][3]
+                coefficients[(key, fold)] = b_k + pieces["delta"][a] if fold else b_k
+            traces[(a, p)], g = chunk_end(traces[(a, p)], recursions[key], x, coefficients[(key, fold)], template,
+                                          layout)
             grads[p] = grads[p] + g.astype(grads[p].dtype)
         return state, traces, total, grads
 
