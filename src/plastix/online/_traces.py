@@ -269,12 +269,10 @@ def _signal(step, loss_fn, params, state, x, feedback, folded):
     (_, values), l_out = jax.value_and_grad(loss_fn, has_aux=True)(out)
     grads, signal, delta = pull(state_pullback, out_pullback)
     if feedback is not None:
-        is_none = lambda v: v is None
-        replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=is_none))
         aligned_params = jax.tree.map(lambda p, b: p if b is None else jnp.asarray(b, jnp.result_type(p)), params,
-                                      feedback, is_leaf=is_none)
+                                      feedback, is_leaf=lambda v: v is None)
         aligned, signal, delta = pull(*backward(aligned_params)[2:])
-        grads = [g if r else a for g, a, r in zip(grads, aligned, replaced)]
+        grads = [g if r else a for g, a, r in zip(grads, aligned, _replaced(params, feedback))]
     return new_state, out, values, grads, signal, delta
 
 
@@ -296,14 +294,18 @@ def _next_traces(step, plan: TracePlan, params, state, traces, x, order, chunked
     return new, pieces
 
 
+def _replaced(params, feedback) -> list[bool]:
+    """Per parameter leaf: whether ``feedback`` replaces it in the backward pass."""
+    if feedback is None:
+        return [False] * len(jax.tree.leaves(params))
+    return jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=lambda v: v is None))
+
+
 def _folded(plan: TracePlan, chunked, params, feedback) -> dict[int, int]:
     """``{parameter: state leaf}`` for the chunked blocks whose within-step gradient joins the chunk's product
     (not for a parameter replaced by fixed feedback: it keeps its exact within-step gradient)."""
-    folded = {p: a for (a, p) in plan.folds if (a, p) in chunked}
-    if feedback is None:
-        return folded
-    replaced = jax.tree.leaves(jax.tree.map(lambda p, b: b is not None, params, feedback, is_leaf=lambda v: v is None))
-    return {p: a for p, a in folded.items() if not replaced[p]}
+    replaced = _replaced(params, feedback)
+    return {p: a for (a, p) in plan.folds if (a, p) in chunked and not replaced[p]}
 
 
 def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, target, *, order="rev",
