@@ -186,9 +186,10 @@ def _int_list(text: str, name: str) -> list[int]:
 def bench_online(
     sizes: Annotated[str, typer.Option(help="Hidden sizes n, comma-separated.")] = "128,512",
     steps: Annotated[str, typer.Option(help="Sequence lengths T, comma-separated.")] = "100,1000,4000",
-    methods: Annotated[str, typer.Option(help="Comma-separated, from: bptt, diagonal, eprop, braintrace-d_rtrl, "
-                                              "braintrace-es_d_rtrl.")] = "bptt,diagonal,eprop,braintrace-d_rtrl,"
-                                                                          "braintrace-es_d_rtrl",
+    methods: Annotated[str, typer.Option(help="Comma-separated, from: bptt, diagonal, eprop, diagonal-stream, "
+                                              "eprop-stream (fed in segments, no sequence in memory), "
+                                              "braintrace-d_rtrl, braintrace-es_d_rtrl.")] = (
+        "bptt,diagonal,eprop,diagonal-stream,braintrace-d_rtrl,braintrace-es_d_rtrl"),
     batch: Annotated[int, typer.Option(min=1, help="Sequences per training step.")] = 32,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed per configuration (its own process).")] = 300,
     repeats: Annotated[int, typer.Option(min=1, help="Timed calls per configuration (fewer past 20 s).")] = 5,

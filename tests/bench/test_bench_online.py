@@ -14,12 +14,16 @@ KEYS = {"method", "n", "steps", "seconds_per_update", "seconds_per_step", "peak_
 
 def test_bench_online_tiny_run_writes_json_and_png(tmp_path):
     out_json, out_png = tmp_path / "rows.json", tmp_path / "online.png"
-    result = runner.invoke(app, ["bench", "online", "--sizes", "16", "--steps", "5,10", "--methods", "bptt,diagonal",
-                                 "--batch", "4", "--repeats", "2", "--json", str(out_json), "--plot", str(out_png)])
+    result = runner.invoke(app, ["bench", "online", "--sizes", "16", "--steps", "5,10", "--methods",
+                                 "bptt,diagonal,diagonal-stream", "--batch", "4", "--repeats", "2",
+                                 "--json", str(out_json), "--plot", str(out_png)])
     assert result.exit_code == 0, result.output
     assert "gradient cosine to BPTT" in result.output and "diagonal time / bptt time" in result.output
+    assert "diagonal-stream peak RSS" in result.output
     rows = json.loads(out_json.read_text())
-    assert [(r["method"], r["steps"]) for r in rows] == [("bptt", 5), ("diagonal", 5), ("bptt", 10), ("diagonal", 10)]
+    assert [(r["method"], r["steps"]) for r in rows] == [(m, T) for T in (5, 10)
+                                                         for m in ("bptt", "diagonal", "diagonal-stream")]
+    assert all(r["input_mb"] == 0 for r in rows if r["method"] == "diagonal-stream")
     for r in rows:
         assert KEYS <= set(r), r
         assert r["status"] == "ok" and r["n"] == 16 and r["batch"] == 4, r
@@ -75,3 +79,27 @@ def test_ratios_and_table_from_rows():
     table = online.format_table(rows)
     assert "n=512 T=4000" in table and "braintrace-d_rtrl" in table
     assert online.ratios([row("bptt", 128, 100, 0.1, 1, 1)])["diagonal_over_bptt_time"] is None
+
+
+def test_stream_method_equals_the_rule_on_the_whole_sequence():
+    """``diagonal-stream`` (segments of one chunk, inputs drawn per segment) computes what ``diagonal`` computes
+    on the same spikes held whole; the spike source is deterministic, of rate 0.05 and live."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    n, batch, steps, chunk = 16, 3, 23, 8
+    params = {k: jnp.asarray(v) for k, v in online.init_params(n, 0).items()}
+    update, memory = online.stream_update("diagonal-stream", n, batch, steps, chunk=chunk)
+    loss, grads = update(params)
+    xs = jnp.concatenate([online.spike_source(0, k * 8, (min(8, steps - 8 * k), batch, online.N_IN))
+                          for k in range(3)])
+    np.testing.assert_array_equal(xs, online.spike_source(0, 0, (steps, batch, online.N_IN)))
+    assert 0.045 < float(jnp.mean(xs)) < 0.055
+    labels = jnp.asarray(np.random.default_rng(1).integers(0, online.N_OUT, batch), jnp.int32)
+    ys = jnp.broadcast_to(labels, (steps, batch))
+    ref_loss, ref = jax.jit(online.plastix_update("diagonal", n, batch))(params, xs, ys)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    for k in ref:
+        np.testing.assert_allclose(grads[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert memory(params).temp_size_in_bytes > 0

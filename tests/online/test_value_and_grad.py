@@ -73,6 +73,17 @@ def lif_model(reset, detach, trainable):
     return step, params, jnp.zeros(N)
 
 
+def lif_spike_rate(step, params, u0, xs):
+    """The spike rate of :func:`lif_model`'s neurons over ``xs`` (spikes are not part of its state)."""
+    threshold = params.get("threshold", 1.0)
+
+    def body(u, x):
+        z = (params.get("beta", 0.9) * u + params["W"] @ x > threshold).astype(jnp.float64)
+        return step(params, u, x)[0], z
+
+    return float(jnp.mean(lax.scan(body, u0, xs)[1]))
+
+
 @pytest.mark.parametrize("mode", ["diagonal", "eprop", "rtrl"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("detach", [True, False])
@@ -80,20 +91,8 @@ def lif_model(reset, detach, trainable):
 def test_feedforward_lif_is_exact(mode, reset, detach, trainable):
     step, params, u0 = lif_model(reset, detach, trainable)
     xs, ts = data()
-    threshold = params.get("threshold", 1.0)
-
-    def spikes(params, u, x):
-        beta = params.get("beta", 0.9)
-        v = beta * u + params["W"] @ x
-        return (v > threshold).astype(jnp.float64)
-
-    def body(u, x):
-        z = spikes(params, u, x)
-        u, _ = step(params, u, x)
-        return u, z
-
-    _, zs = lax.scan(body, u0, xs)
-    assert 0.01 <= float(zs.mean()) <= 0.6, float(zs.mean())
+    rate = lif_spike_rate(step, params, u0, xs)
+    assert 0.01 <= rate <= 0.6, rate
     ref_loss, ref = po.value_and_grad(step, mse, "bptt")(params, u0, xs, ts)
     loss, grads = jax.jit(po.value_and_grad(step, mse, mode))(params, u0, xs, ts)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
@@ -257,6 +256,69 @@ def test_chunked_traces_equal_step_by_step(mode, skip, feedback):
     if not feedback:
         _, exact = po.value_and_grad(step, mse, "bptt", batched=True)(params, v0b, xs, ts)
         np.testing.assert_allclose(grads["Wo"], exact["Wo"], atol=1e-8)
+
+
+# -------------------------------------------------------------------------------------- streamed segments
+def run_stream(stream, params, s0, xs, ts, lengths):
+    update = jax.jit(stream.update)
+    carry = stream.init(params, s0, xs[0], ts[0])
+    start = 0
+    for k in lengths:
+        carry = update(params, carry, xs[start:start + k], ts[start:start + k])
+        start += k
+    assert start == xs.shape[0]
+    return carry
+
+
+@pytest.mark.parametrize("mode", ["diagonal", "eprop", "rtrl"])
+def test_stream_in_segments_equals_bptt(mode):
+    """A feed-forward LIF (exact in every mode) fed in segments of 7, 1, 10 and 6 steps with chunks of 4 (so
+    segments end inside and at the end of chunks) gives BPTT's loss and gradient over all 24 steps."""
+    step, params, u0 = lif_model("subtract", False, True)
+    xs, ts = data(4)
+    rate = lif_spike_rate(step, params, u0, xs)
+    assert 0.01 <= rate <= 0.6, rate
+    ref_loss, ref = po.value_and_grad(step, mse, "bptt")(params, u0, xs, ts)
+    carry = run_stream(po.Stream(step, mse, mode, chunk=4), params, u0, xs, ts, (7, 1, 10, 6))
+    np.testing.assert_allclose(carry.total, ref_loss, rtol=1e-12)
+    assert_close(carry.grads, ref)
+    np.testing.assert_allclose(carry.state[0], lax.scan(lambda u, x: (step(params, u, x)[0], None), u0, xs)[0],
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["diagonal", "eprop"])
+def test_stream_of_a_recurrent_batch_equals_one_pass(mode):
+    """Segments of 11 and 13 steps of a recurrent LIF batch (chunked blocks W and R, chunks of 5) resume the
+    traces exactly: the result equals one pass over the 24 steps, and a sequence cut at any point gives the
+    same gradient as the uncut prefix."""
+    step, params, v0 = single_state_rlif()
+    xs, ts = data(5, batch=2)
+    rate = float(np.mean([spike_rate(step, params, v0, xs[:, b], lambda v: v > 1.0) for b in range(2)]))
+    assert 0.01 <= rate <= 0.6, rate
+    v0b = jnp.zeros((2, N))
+    ref_loss, ref = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=1))(params, v0b, xs, ts)
+    carry = run_stream(po.Stream(step, mse, mode, batched=True, chunk=5), params, v0b, xs, ts, (11, 13))
+    np.testing.assert_allclose(carry.total, ref_loss, rtol=1e-12)
+    assert_close(carry.grads, ref, atol=1e-10)
+    _, prefix = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=5))(params, v0b, xs[:11], ts[:11])
+    carry = run_stream(po.Stream(step, mse, mode, batched=True, chunk=5), params, v0b, xs[:11], ts[:11], (4, 7))
+    assert_close(carry.grads, prefix, atol=1e-10)
+
+
+def test_stream_errors_are_named():
+    step, params, u0 = lif_model("zero", True, False)
+    with pytest.raises(ValueError, match="needs the whole sequence"):
+        po.Stream(step, mse, "bptt")
+    with pytest.raises(ValueError, match="chunk must be a positive"):
+        po.Stream(step, mse, chunk=0)
+    xs, ts = data(0)
+    stream = po.Stream(step, mse)
+    with pytest.raises(RuntimeError, match="call Stream.init"):
+        stream.update(params, None, xs, ts)
+    with pytest.raises(ValueError, match="max_trace_size"):
+        po.Stream(step, mse, "rtrl", max_trace_size=1).init(params, u0, xs[0], ts[0])
+    with pytest.raises(ValueError, match="scalar"):
+        po.Stream(step, lambda out, t: out - t).init(params, u0, xs[0], ts[0])
 
 
 def test_split_step_is_exact():

@@ -10,9 +10,12 @@ One *training step* (an *update*) is one gradient of ``sum_t mean_b CE`` over th
 for a batch (default 32): that is timed, and also reported per time step.
 
 Methods: ``bptt`` (``jax.value_and_grad`` through ``lax.scan``), ``diagonal`` and ``eprop`` (plastix's online
-traces, :func:`plastix.online.value_and_grad` with ``batched=True``) and BrainTrace's ``D_RTRL`` and
-``ES_D_RTRL`` (``braintrace-d_rtrl``, ``braintrace-es_d_rtrl``; optional package ``braintrace==0.2.6``,
-``pip install 'plastix[bench]'``; see :mod:`plastix.bench._braintrace`).
+traces, :func:`plastix.online.value_and_grad` with ``batched=True``, the whole input sequence in memory),
+``diagonal-stream`` and ``eprop-stream`` (the same rules fed in segments of one chunk by
+:class:`plastix.online.Stream`, each segment's input spikes drawn on the device when it runs: nothing of length
+``T`` exists, see :func:`stream_update`) and BrainTrace's ``D_RTRL`` and ``ES_D_RTRL`` (``braintrace-d_rtrl``,
+``braintrace-es_d_rtrl``; optional package ``braintrace==0.2.6``, ``pip install 'plastix[bench]'``; see
+:mod:`plastix.bench._braintrace`).
 
 Every (method, n, T) runs in a fresh process (this module with the hidden ``--single`` option, which prints
 one JSON line), so that peak memory is the configuration's own: the child's peak resident set size (VmHWM;
@@ -52,13 +55,14 @@ import numpy as np
 from ._io import write_json
 
 __all__ = ["BRAINTRACE_METHODS", "DEFAULT_METHODS", "METHODS", "NETWORKS", "PLASTIX_METHODS", "REC_GAIN",
-           "cosine_check", "format_cosine", "format_ratios", "format_table", "hopeless", "main", "measure", "plot",
-           "ratios", "run", "run_child", "write_json"]
+           "STREAM_METHODS", "cosine_check", "format_cosine", "format_ratios", "format_table", "hopeless", "main",
+           "measure", "plot", "ratios", "run", "run_child", "spike_source", "stream_update", "write_json"]
 
 PLASTIX_METHODS = ("bptt", "diagonal", "eprop")
+STREAM_METHODS = ("diagonal-stream", "eprop-stream")
 BRAINTRACE_METHODS = ("braintrace-d_rtrl", "braintrace-es_d_rtrl")
-METHODS = PLASTIX_METHODS + BRAINTRACE_METHODS
-DEFAULT_METHODS = METHODS
+METHODS = PLASTIX_METHODS + STREAM_METHODS + BRAINTRACE_METHODS
+DEFAULT_METHODS = ("bptt", "diagonal", "eprop", "diagonal-stream", *BRAINTRACE_METHODS)
 NETWORKS = ("recurrent", "feedforward")
 ROW_KEYS = ("network", "method", "n", "steps", "seconds_per_update", "seconds_per_step", "peak_rss_mb", "xla_temp_mb",
             "status")
@@ -155,6 +159,69 @@ def plastix_update(method: str, n: int, batch: int) -> Callable:
     return update
 
 
+def spike_source(seed: int, first_step, shape: tuple[int, ...]):
+    """Bernoulli(0.05) spikes ``(steps, batch, 700)`` as uint8 for the steps from ``first_step`` on, drawn on the
+    device from a counter-based hash (the murmur3 finaliser of each spike's index in the sequence, mixed with the
+    seed): about 3 ms per 125 x 32 x 700 spikes on 2 CPU cores, where ``jax.random.bernoulli`` takes ~95 ms, so a
+    stream's input costs little next to its update. Counters wrap at 2**32 spikes (T = 190 000 at batch 32)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    per_step = math.prod(shape[1:])
+    index = lax.iota(jnp.uint32, math.prod(shape)).reshape(shape) + jnp.asarray(first_step, jnp.uint32) * per_step
+    h = index ^ jnp.uint32((0x9E3779B9 * (seed + 1)) & 0xFFFFFFFF)
+    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+    h = h ^ (h >> 16)
+    return (h < jnp.uint32(round(INPUT_RATE * 2**32))).astype(jnp.uint8)
+
+
+def stream_update(method: str, n: int, batch: int, steps: int, seed: int = 0, chunk: int = 128):
+    """``(f(params) -> (loss, grads), memory(params))`` for a ``*-stream`` method: the sequence fed in segments.
+
+    :class:`plastix.online.Stream` runs ``ceil(T / chunk)`` segments of at most ``chunk`` steps (one chunk each);
+    each segment's input spikes are drawn on the device when it runs (:func:`spike_source`) and the carry is
+    donated, so nothing of length ``T`` exists at any time:
+    the point of an online rule. ``memory(params)`` is XLA's memory analysis of the compiled segment (the traces
+    enter and leave it as its arguments and outputs).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import plastix.online
+
+    mode = method.removesuffix("-stream")
+    spike_fn = _spike()
+    one = lambda p, s, x: step(p, s, x, spike_fn=spike_fn)
+    stream = plastix.online.Stream(one, loss, mode, batched=True, chunk=chunk)
+    count = -(-steps // chunk)
+    size = -(-steps // count)
+    lengths = [size] * (steps // size) + ([steps % size] if steps % size else [])
+    labels = jnp.asarray(np.random.default_rng(seed + 1).integers(0, N_OUT, batch), jnp.int32)
+    state0 = jnp.zeros((batch, n), jnp.float32)
+
+    def draw(k, length):
+        return spike_source(seed, k * size, (length, batch, N_IN)), jnp.broadcast_to(labels, (length, batch))
+
+    def segment(params, carry, k, length):
+        return stream.update(params, carry, *draw(k, length))
+
+    segment = jax.jit(segment, static_argnums=3, donate_argnums=1)
+    first = jax.tree.map(lambda v: v[0], draw(0, 1))
+
+    def update(params):
+        carry = stream.init(params, state0, *first)
+        for k, length in enumerate(lengths):
+            carry = segment(params, carry, k, length)
+        return carry.total / batch, jax.tree.map(lambda g: g / batch, carry.grads)
+
+    def segment_memory(params):
+        carry = stream.init(params, state0, *first)
+        return segment.lower(params, carry, 0, lengths[0]).compile().memory_analysis()
+
+    return update, segment_memory
+
+
 def _peak_rss_mb() -> float:
     try:
         with open("/proc/self/status") as f:
@@ -215,10 +282,12 @@ def measure(method: str, n: int, steps: int, batch: int = 32, *, repeats: int = 
 
     baseline = _peak_rss_mb()
     params = {k: jnp.asarray(v) for k, v in init_params(n, seed, network).items()}
-    xs_np, ys_np = make_data(steps, batch, seed)
-    xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
-    input_mb = (xs_np.nbytes + ys_np.nbytes) / MB
-    del xs_np, ys_np
+    input_mb = 0.0  # a stream draws each segment's inputs when it runs (see stream_update)
+    if method not in STREAM_METHODS:
+        xs_np, ys_np = make_data(steps, batch, seed)
+        xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
+        input_mb = (xs_np.nbytes + ys_np.nbytes) / MB
+        del xs_np, ys_np
     start = time.perf_counter()
     if method in PLASTIX_METHODS:
         compiled = jax.jit(plastix_update(method, n, batch)).lower(params, xs, ys).compile()
@@ -229,6 +298,13 @@ def measure(method: str, n: int, steps: int, batch: int = 32, *, repeats: int = 
         median, calls = _time_calls(lambda: compiled(params, xs, ys), repeats, time_budget,
                                     first=time.perf_counter() - run_start)
         peak = _peak_rss_mb()
+    elif method in STREAM_METHODS:
+        update, segment_memory = stream_update(method, n, batch, steps, seed)
+        value = jax.block_until_ready(update(params))[0]
+        first = time.perf_counter() - start
+        median, calls = _time_calls(lambda: update(params), repeats, time_budget)
+        peak = _peak_rss_mb()
+        analysis = segment_memory(params)
     elif method in BRAINTRACE_METHODS:
         from . import _braintrace
 
@@ -449,7 +525,8 @@ def run(sizes: Sequence[int] = (128, 512), steps: Sequence[int] = (100, 1000, 40
                 echo(_fmt_row(row))
     if cosine and rows:
         n0, T0 = min(sizes), min(steps)
-        others = [m for m in methods if m != "bptt" and not (m in BRAINTRACE_METHODS and missing)]
+        others = [m for m in methods if m != "bptt" and m not in STREAM_METHODS  # = the rule fed whole, tested
+                  and not (m in BRAINTRACE_METHODS and missing)]
         job = {"kind": "cosine", "methods": others, "n": n0, "steps": T0, "batch": batch, "network": network}
         python = braintrace_python if any(m in BRAINTRACE_METHODS for m in others) else None
         result = run_child(job, timeout=timeout, python=python)
@@ -516,8 +593,8 @@ def _get(rows, method, n, steps, key):
     return None
 
 
-def _without_inputs(rows, n, steps):
-    peak, inputs = _get(rows, "diagonal", n, steps, "peak_rss_mb"), _get(rows, "diagonal", n, steps, "input_mb")
+def _without_inputs(rows, method, n, steps):
+    peak, inputs = _get(rows, method, n, steps, "peak_rss_mb"), _get(rows, method, n, steps, "input_mb")
     return None if peak is None or inputs is None else peak - inputs
 
 
@@ -526,7 +603,8 @@ def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
 
     * ``diagonal_peak_rss_Tmax_over_Tmin``: diagonal's peak RSS at the longest T over the shortest (flat in T is
       the point of online traces); also without the input sequence (``T × batch × 700`` bytes, the same for every
-      method) and for XLA temp memory;
+      method) and for XLA temp memory; ``diagonal_stream_peak_rss_Tmax_over_Tmin`` the same for ``diagonal-stream``
+      (which holds no sequence: its inputs are drawn per segment) and ``diagonal_stream_over_bptt_time`` its time;
     * ``diagonal_over_bptt_time``: diagonal's time per update over BPTT's at T=1000;
     * ``braintrace_d_rtrl_over_diagonal_time``: BrainTrace D_RTRL's time over diagonal's at the shortest T.
     """
@@ -546,7 +624,12 @@ def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
                                                 _get(rows, "diagonal", n, lo, "peak_rss_mb")),
         "diagonal_xla_temp_Tmax_over_Tmin": div(_get(rows, "diagonal", n, hi, "xla_temp_mb"),
                                                 _get(rows, "diagonal", n, lo, "xla_temp_mb")),
-        "diagonal_rss_without_inputs_Tmax_over_Tmin": div(_without_inputs(rows, n, hi), _without_inputs(rows, n, lo)),
+        "diagonal_rss_without_inputs_Tmax_over_Tmin": div(_without_inputs(rows, "diagonal", n, hi),
+                                                          _without_inputs(rows, "diagonal", n, lo)),
+        "diagonal_stream_peak_rss_Tmax_over_Tmin": div(_get(rows, "diagonal-stream", n, hi, "peak_rss_mb"),
+                                                       _get(rows, "diagonal-stream", n, lo, "peak_rss_mb")),
+        "diagonal_stream_over_bptt_time": div(_get(rows, "diagonal-stream", n, mid, "seconds_per_update"),
+                                              _get(rows, "bptt", n, mid, "seconds_per_update")),
         "diagonal_over_bptt_time": div(_get(rows, "diagonal", n, mid, "seconds_per_update"),
                                        _get(rows, "bptt", n, mid, "seconds_per_update")),
         "braintrace_d_rtrl_over_diagonal_time": div(_get(rows, "braintrace-d_rtrl", n, lo, "seconds_per_update"),
@@ -555,7 +638,7 @@ def ratios(rows: Sequence[dict]) -> dict[str, float | None]:
 
 
 def format_ratios(r: dict) -> str:
-    """The target ratios of :func:`ratios` as three lines of text (``n/a`` where a measurement is missing).
+    """The target ratios of :func:`ratios` as four lines of text (``n/a`` where a measurement is missing).
 
     Args:
         r: the dict returned by :func:`ratios`.
@@ -571,6 +654,8 @@ def format_ratios(r: dict) -> str:
         f"diagonal peak RSS, T={hi} / T={lo} at n={n}: {f(r['diagonal_peak_rss_Tmax_over_Tmin'])} "
         f"(without the input sequence: {f(r['diagonal_rss_without_inputs_Tmax_over_Tmin'])}; "
         f"XLA temp: {f(r['diagonal_xla_temp_Tmax_over_Tmin'])})",
+        f"diagonal-stream peak RSS, T={hi} / T={lo} at n={n}: {f(r['diagonal_stream_peak_rss_Tmax_over_Tmin'])}; "
+        f"its time / bptt time at T={mid}: {f(r['diagonal_stream_over_bptt_time'])}",
         f"diagonal time / bptt time at n={n}, T={mid}: {f(r['diagonal_over_bptt_time'])}",
         f"BrainTrace D_RTRL time / diagonal time at n={n}, T={lo}: {f(r['braintrace_d_rtrl_over_diagonal_time'])}",
     ])

@@ -2,12 +2,15 @@
 
 from ._describe import describe
 from ._learner import Learner, LearnerState
-from ._traces import MODES, TracePlan, plan_traces, random_feedback, value_and_grad
+from ._stream import Stream
+from ._traces import MODES, StreamCarry, TracePlan, plan_traces, random_feedback, value_and_grad
 
 __all__ = [
     "MODES",
     "Learner",
     "LearnerState",
+    "Stream",
+    "StreamCarry",
     "TracePlan",
     "describe",
     "plan_traces",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,8 @@ from ..ad._partial import Partial, add, canonical, compose, structure_key
 from ._chunked import chunk_end, chunk_layout, chunk_recursion, col_factor, row_factor, row_key
 from ._jacobians import StepJacobians, batch_vjp, diagonal_part, split_step, step_jacobians
 
-__all__ = ["MODES", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
-           "random_feedback"]
+__all__ = ["MODES", "StreamCarry", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
+           "random_feedback", "start_carry", "bounded_plan"]
 
 MODES = ("bptt", "rtrl", "diagonal", "eprop")
 
@@ -363,6 +364,15 @@ def check_step(step, loss, params, state, x, target) -> None:
         raise ValueError(f"loss(out, target) must return a scalar, got {getattr(value, 'shape', type(value))}")
 
 
+def bounded_plan(step, params, state, x, mode: str, *, order, max_trace_size: int | None) -> TracePlan:
+    """:func:`plan_traces`, refused when its traces store more than ``max_trace_size`` numbers per example."""
+    plan = plan_traces(step, params, state, x, mode, order=order)
+    if max_trace_size is not None and plan.stored_size > max_trace_size:
+        raise ValueError(f"mode {mode!r} needs traces of {plan.stored_size:,} numbers per example, more than "
+                         f"max_trace_size={max_trace_size:,}; use 'diagonal' or 'eprop' or a smaller network")
+    return plan
+
+
 def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
                    max_trace_size: int | None = None, feedback=None, batched: bool = False,
                    chunk: int = 128) -> Callable:
@@ -413,25 +423,48 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
             if not batched:
                 return _bptt(step, loss, params, s0, xs, targets)
             return _bptt(step_b, lambda out, t: jnp.sum(jax.vmap(loss)(out, t)), params, state0, xs, targets)
-        plan = plan_traces(step, params, s0, x0, mode, order=order)
-        if max_trace_size is not None and plan.stored_size > max_trace_size:
-            raise ValueError(f"mode {mode!r} needs traces of {plan.stored_size:,} numbers per example, more than "
-                             f"max_trace_size={max_trace_size:,}; use 'diagonal' or 'eprop' or a smaller network")
-        return _online(step, loss, plan, params, state0, xs, targets, order=order, feedback=feedback,
-                       chunked=plan.chunks if chunk > 1 else {}, chunk=chunk, batched=batched)
+        plan = bounded_plan(step, params, s0, x0, mode, order=order, max_trace_size=max_trace_size)
+        carry = _online(step, loss, plan, params, start_carry(plan, params, state0), xs, targets, order=order,
+                        feedback=feedback, chunked=plan.chunks if chunk > 1 else {}, chunk=chunk, batched=batched)
+        return carry.total, carry.grads
 
     return vg
 
 
-def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, feedback, chunked, chunk, batched):
-    """The online pass over a time-major batch: equal chunks of at most ``chunk`` steps, each closed by
-    :func:`chunk_end`, all in one loop.
+class StreamCarry(NamedTuple):
+    """What an online pass carries from one segment of a sequence to the next (a pytree).
+
+    Attributes:
+        state: the network state after the last step (with the leading batch axis, also of size 1 unbatched).
+        traces: the eligibility traces after the last step, ``{(state leaf, parameter leaf): Partial}``.
+        total: the summed loss so far.
+        grads: the summed gradient so far, with the structure of ``params``.
+    """
+
+    state: Any
+    traces: Any
+    total: jax.Array
+    grads: Any
+
+
+def start_carry(plan: TracePlan, params, state0) -> StreamCarry:
+    """The carry before the first step: ``state0`` (batched), zero traces, zero loss and gradients."""
+    leaves = jax.tree.leaves(params)
+    total = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
+    return StreamCarry(state0, plan.zeros(jax.tree.leaves(state0)[0].shape[0]), total,
+                       jax.tree.map(jnp.zeros_like, params))
+
+
+def _online(step, loss, plan: TracePlan, params, carry: StreamCarry, xs, targets, *, order, feedback, chunked, chunk,
+            batched) -> StreamCarry:
+    """The online pass over a time-major batch from ``carry``: equal chunks of at most ``chunk`` steps, each closed
+    by :func:`chunk_end`, all in one loop.
 
     ``T`` steps are cut into ``ceil(T / chunk)`` chunks of ``K = ceil(T / count)`` steps; the last window starts
     at ``T - K`` and masks the steps the previous chunk already took (fewer than one per chunk). Without
     ``batched`` the inputs have no batch axis and get one of size 1 at each step.
     """
-    leaves, treedef = jax.tree.flatten(params)
+    treedef = jax.tree.structure(params)
     steps = jax.tree.leaves(xs)[0].shape[0]
     count = -(-steps // chunk) if chunked else 1
     size = -(-steps // count)
@@ -477,10 +510,9 @@ def _online(step, loss, plan: TracePlan, params, state0, xs, targets, *, order, 
             grads[p] = grads[p] + g.astype(grads[p].dtype)
         return state, traces, total, grads
 
-    total0 = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
-    carry = (state0, plan.zeros(jax.tree.leaves(state0)[0].shape[0]), total0, [jnp.zeros_like(v) for v in leaves])
-    _, _, total, grads = lax.fori_loop(0, count, run_chunk, carry)
-    return total, jax.tree.unflatten(treedef, grads)
+    start = (carry.state, carry.traces, carry.total, treedef.flatten_up_to(carry.grads))
+    state, traces, total, grads = lax.fori_loop(0, count, run_chunk, start)
+    return StreamCarry(state, traces, total, jax.tree.unflatten(treedef, grads))
 
 
 def _bptt(step, loss, params, state0, xs, targets):
