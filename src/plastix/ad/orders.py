@@ -14,7 +14,9 @@ Heuristics (also accepted by name as ``plastix.jacve(f, order=...)``):
 * ``reverse_markowitz``: the same, ties to the highest id (reverse mode's preference).
 * ``min_fill``: lowest fill-in first (fewest new edges), ties by cost, then lowest id.
 
-:func:`search` improves on the best heuristic by randomised greedy rollouts and simulated annealing on the order.
+:func:`optimal` finds the minimum-multiplication order by best-first search with admissible lower bounds
+(proving it optimal, or returning a proven lower bound when its budget runs out). :func:`search` runs it briefly
+first, then improves on the best order by randomised greedy rollouts and simulated annealing.
 ``order="search"`` in :func:`plastix.jacve` runs it once per graph fingerprint and keeps the result in a cache
 directory (:func:`cache_dir`); an :class:`Order` carries its graph's fingerprint and refuses other graphs.
 """
@@ -31,15 +33,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _exact
 from ._cost import CostGraph, CostState
+from ._exact import Exact
 from ._graph import Graph
 
-__all__ = ["HEURISTICS", "NAMES", "Order", "SEARCH_SECONDS", "cache_dir", "cached", "cached_search", "forward",
-           "load_order", "markowitz", "min_fill", "resolve", "reverse", "reverse_markowitz", "search", "store"]
+__all__ = ["HEURISTICS", "NAMES", "Exact", "Order", "SEARCH_SECONDS", "cache_dir", "cached", "cached_search",
+           "forward", "load_order", "markowitz", "min_fill", "optimal", "resolve", "reverse", "reverse_markowitz",
+           "search", "store"]
 
 GraphLike = Graph | CostGraph
 
 SEARCH_SECONDS = 10.0  # budget of ``order="search"`` when the cache has no order for the graph yet
+EXACT_STATES = 2000  # states expanded by the exact phase of :func:`search` (at most)
+EXACT_SHARE = 0.25  # and its share of the search's seconds
 
 
 def _cost_graph(graph: GraphLike) -> CostGraph:
@@ -106,6 +113,31 @@ HEURISTICS: dict[str, Callable[[GraphLike], list[int]]] = {
 }
 # every order name plastix.jacve accepts ("forward"/"reverse" are aliases of "fwd"/"rev")
 NAMES = (*HEURISTICS, "search")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exact
+
+
+def optimal(graph: GraphLike, *, seconds: float = 10.0, max_states: int | None = None) -> Exact:
+    """The minimum-multiplication elimination order, by A* search from the best heuristic.
+
+    States are partially eliminated graphs; the lower bounds are vertex cuts (how many stored partials must meet
+    at each vertex) raised over small groups of vertices joined by index maps (see :mod:`plastix.ad._exact`).
+    Graphs whose partials carry index arrays (gathers, slices) get the trivial bound and only small ones finish.
+
+    Args:
+        graph: a :class:`~plastix.ad.Graph` or its :class:`~plastix.ad.CostGraph`.
+        seconds: wall-clock budget.
+        max_states: also stop after expanding this many states (then the result is deterministic).
+
+    Returns:
+        :class:`~plastix.ad.orders.Exact` ``(order, muls, proven_optimal, lower_bound)``: the best order found,
+        its count, whether it is proven optimal and a proven lower bound on the optimum.
+    """
+    cg = _cost_graph(graph)
+    incumbent = min((heuristic(cg) for heuristic in HEURISTICS.values()), key=cg.count)
+    return _exact.solve(cg, incumbent, seconds=seconds, max_states=max_states)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,10 +260,13 @@ def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
            max_evals: int | None = None) -> tuple[list[int], int]:
     """An anytime search for an elimination order with few multiplications.
 
-    Starts from the best heuristic of :data:`HEURISTICS`, then alternates randomised greedy Markowitz rollouts
+    Starts from the best heuristic of :data:`HEURISTICS` and a short exact search (:func:`optimal`, at most
+    :data:`EXACT_STATES` states and :data:`EXACT_SHARE` of the time; returns at once when that proves the order
+    optimal), then alternates randomised greedy Markowitz rollouts
     (log-normal noise on the scores) with simulated-annealing runs (move / swap / reverse-segment proposals)
     started from the best order so far. Never worse than the best heuristic. The same ``seed`` and the same
-    number of evaluations give the same result; with ``max_evals`` the search is deterministic.
+    number of evaluations give the same result (an expanded state of the exact search counts as one); with
+    ``max_evals`` the search is deterministic.
 
     Args:
         graph: a :class:`~plastix.ad.Graph` or its :class:`~plastix.ad.CostGraph`.
@@ -252,9 +287,14 @@ def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
             best_order, best = order, muls
     if len(cg.vertices) < 2:
         return best_order, best
-    rng = random.Random(seed)
     evals = 0
     budget = math.inf if max_evals is None else max_evals
+    exact, evals = _exact.solve(cg, best_order, seconds=EXACT_SHARE * seconds, max_states=min(EXACT_STATES, budget))
+    if exact.muls < best:
+        best_order, best = exact.order, exact.muls
+    if exact.proven_optimal:
+        return best_order, best
+    rng = random.Random(seed)
 
     def more() -> bool:
         return evals < budget and time.perf_counter() < deadline
