@@ -31,6 +31,9 @@ def test_run_task_row(order_cache):
     assert row["search"] <= min(row[name] for name in orders.HEURISTICS)
     assert row["ratio"] == pytest.approx(row["search"] / min(row["fwd"], row["rev"], row["markowitz"]))
     assert row["alphagrad_ratio"] == pytest.approx(88 / 90)
+    # PropaneCombustion's optimum is proven at the root of the exact search: no order beats 36
+    assert row["lower_bound"] == row["search"] == 36 and row["proven_optimal"]
+    assert row["alphagrad_count"] == 37  # floor(88 / 90 * min(43, 38, 41))
     cached = orders.load_order(order_cache / f"{row['fingerprint']}.json")
     assert list(cached.vertices) == row["order"] and cached.muls == row["search"]
 
@@ -42,6 +45,9 @@ def test_run_prints_a_table_and_writes_json(tmp_path, order_cache):
     assert "HumanHeartDipole" in text and "AlphaGrad" in text and "markowitz" in text
     assert not order_cache.exists()
     assert bench_orders.format_table(rows).splitlines()[1].startswith("HumanHeartDipole")
+    # HumanHeartDipole: every order costs >= 70 on our graph, AlphaGrad's ratio would need <= 63
+    assert rows[0]["lower_bound"] == 70 and rows[0]["alphagrad_count"] == 63
+    assert "unreachable, optimum >= 70" in text
     bench_orders.write_json(rows, tmp_path / "out" / "rows.json")
     assert json.loads((tmp_path / "out" / "rows.json").read_text()) == rows
 
