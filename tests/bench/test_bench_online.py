@@ -90,7 +90,7 @@ def test_stream_method_equals_the_rule_on_the_whole_sequence():
 
     n, batch, steps, chunk = 16, 3, 23, 8
     params = {k: jnp.asarray(v) for k, v in online.init_params(n, 0).items()}
-    update, memory = online.stream_update("diagonal-stream", n, batch, steps, chunk=chunk)
+    update, memory = online.stream_update("diagonal-stream", n, batch, steps, chunk=chunk, segment_steps=chunk)
     loss, grads = update(params)
     xs = jnp.concatenate([online.spike_source(0, k * 8, (min(8, steps - 8 * k), batch, online.N_IN))
                           for k in range(3)])
