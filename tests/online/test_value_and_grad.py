@@ -272,14 +272,14 @@ def run_stream(stream, params, s0, xs, ts, lengths):
 
 @pytest.mark.parametrize("mode", ["diagonal", "eprop", "rtrl"])
 def test_stream_in_segments_equals_bptt(mode):
-    """A feed-forward LIF (exact in every mode) fed in segments of 7, 1, 10 and 6 steps with chunks of 4 (so
-    segments end inside and at the end of chunks) gives BPTT's loss and gradient over all 24 steps."""
+    """A feed-forward LIF (exact in every mode) fed in segments of 7, 1 and 16 steps with chunks of 4 (a masked
+    last window, a single step, several chunks) gives BPTT's loss and gradient over all 24 steps."""
     step, params, u0 = lif_model("subtract", False, True)
     xs, ts = data(4)
     rate = lif_spike_rate(step, params, u0, xs)
     assert 0.01 <= rate <= 0.6, rate
     ref_loss, ref = po.value_and_grad(step, mse, "bptt")(params, u0, xs, ts)
-    carry = run_stream(po.Stream(step, mse, mode, chunk=4), params, u0, xs, ts, (7, 1, 10, 6))
+    carry = run_stream(po.Stream(step, mse, mode, chunk=4), params, u0, xs, ts, (7, 1, 16))
     np.testing.assert_allclose(carry.total, ref_loss, rtol=1e-12)
     assert_close(carry.grads, ref)
     np.testing.assert_allclose(carry.state[0], lax.scan(lambda u, x: (step(params, u, x)[0], None), u0, xs)[0],
@@ -289,8 +289,7 @@ def test_stream_in_segments_equals_bptt(mode):
 @pytest.mark.parametrize("mode", ["diagonal", "eprop"])
 def test_stream_of_a_recurrent_batch_equals_one_pass(mode):
     """Segments of 11 and 13 steps of a recurrent LIF batch (chunked blocks W and R, chunks of 5) resume the
-    traces exactly: the result equals one pass over the 24 steps, and a sequence cut at any point gives the
-    same gradient as the uncut prefix."""
+    traces exactly: the result equals one step-by-step pass over the 24 steps."""
     step, params, v0 = single_state_rlif()
     xs, ts = data(5, batch=2)
     rate = float(np.mean([spike_rate(step, params, v0, xs[:, b], lambda v: v > 1.0) for b in range(2)]))
@@ -300,9 +299,6 @@ def test_stream_of_a_recurrent_batch_equals_one_pass(mode):
     carry = run_stream(po.Stream(step, mse, mode, batched=True, chunk=5), params, v0b, xs, ts, (11, 13))
     np.testing.assert_allclose(carry.total, ref_loss, rtol=1e-12)
     assert_close(carry.grads, ref, atol=1e-10)
-    _, prefix = jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=5))(params, v0b, xs[:11], ts[:11])
-    carry = run_stream(po.Stream(step, mse, mode, batched=True, chunk=5), params, v0b, xs[:11], ts[:11], (4, 7))
-    assert_close(carry.grads, prefix, atol=1e-10)
 
 
 def test_stream_errors_are_named():
