@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._traces import TracePlan, check_mode, check_step, online_step_batch, plan_traces
+from ._traces import DEFAULT_MAX_TRACE_SIZE, TracePlan, bounded_plan, check_mode, check_step, online_step_batch
 
 __all__ = ["Learner", "LearnerState"]
 
@@ -40,6 +40,7 @@ class Learner:
         order: elimination order for the step's Jacobians.
         feedback: ``None`` (exact learning signal) or fixed feedback matrices, see
             :func:`plastix.online.random_feedback`.
+        max_trace_size, drop: as for :func:`plastix.online.value_and_grad`.
 
     Raises:
         ValueError: unknown ``mode``, ``mode="bptt"`` (not online; use :func:`plastix.online.value_and_grad`),
@@ -52,7 +53,8 @@ class Learner:
     """
 
     def __init__(self, step: Callable, loss: Callable, optimizer: optax.GradientTransformation,
-                 mode: str = "diagonal", *, every: int = 1, order="rev", feedback=None):
+                 mode: str = "diagonal", *, every: int = 1, order="rev", feedback=None,
+                 max_trace_size: int | None = DEFAULT_MAX_TRACE_SIZE, drop=()):
         check_mode(mode)
         if mode == "bptt":
             raise ValueError("Learner is online; mode 'bptt' needs the whole sequence: use "
@@ -61,6 +63,7 @@ class Learner:
             raise ValueError(f"every must be a positive number of steps, got {every}")
         self.step, self.loss, self.optimizer = step, loss, optimizer
         self.mode, self.every, self.order, self.feedback = mode, every, order, feedback
+        self.max_trace_size, self.drop = max_trace_size, drop
         self.plan: TracePlan | None = None
 
     def init(self, params, state, x) -> LearnerState:
@@ -76,9 +79,11 @@ class Learner:
 
         Raises:
             RuntimeError: the trace layout does not reach a fixed point (see :func:`plan_traces`).
+            ValueError: traces above ``max_trace_size`` or an unknown name in ``drop``.
         """
         example = jax.tree.map(lambda v: v[0], (state, x))
-        self.plan = plan_traces(self.step, params, example[0], example[1], self.mode, order=self.order)
+        self.plan = bounded_plan(self.step, params, example[0], example[1], self.mode, order=self.order,
+                                 max_trace_size=self.max_trace_size, drop=self.drop)
         batch = jax.tree.leaves(state)[0].shape[0]
         traces = self.plan.zeros(batch)
         return LearnerState(params, self.optimizer.init(params), state, traces,

@@ -7,7 +7,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ._traces import StreamCarry, TracePlan, _online, bounded_plan, check_mode, check_step, start_carry
+from ._traces import (
+    DEFAULT_MAX_TRACE_SIZE,
+    StreamCarry,
+    TracePlan,
+    _online,
+    bounded_plan,
+    check_mode,
+    check_step,
+    start_carry,
+)
 
 __all__ = ["Stream"]
 
@@ -24,7 +33,7 @@ class Stream:
         step: ``step(params, state, x) -> (new_state, out)``, one time step in plain JAX (one example).
         loss: ``loss(out, target) -> scalar``, the loss of one step.
         mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
-        order, max_trace_size, feedback, batched, chunk: as for :func:`plastix.online.value_and_grad`; each
+        order, max_trace_size, drop, feedback, batched, chunk: as for :func:`plastix.online.value_and_grad`; each
             segment is cut into chunks of at most ``chunk`` steps.
 
     Raises:
@@ -39,7 +48,8 @@ class Stream:
     """
 
     def __init__(self, step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
-                 max_trace_size: int | None = None, feedback=None, batched: bool = False, chunk: int = 128):
+                 max_trace_size: int | None = DEFAULT_MAX_TRACE_SIZE, drop=(), feedback=None, batched: bool = False,
+                 chunk: int = 128):
         check_mode(mode)
         if mode == "bptt":
             raise ValueError("Stream is online; mode 'bptt' needs the whole sequence: use "
@@ -47,7 +57,7 @@ class Stream:
         if not (isinstance(chunk, int) and chunk >= 1):
             raise ValueError(f"chunk must be a positive number of steps, got {chunk!r}")
         self.step, self.loss, self.mode = step, loss, mode
-        self.order, self.max_trace_size, self.feedback = order, max_trace_size, feedback
+        self.order, self.max_trace_size, self.drop, self.feedback = order, max_trace_size, drop, feedback
         self.batched, self.chunk = batched, chunk
         self.plan: TracePlan | None = None
         self._planned_for = None
@@ -72,13 +82,13 @@ class Stream:
         """
         s0, x0, t0 = self._example(state0), self._example(x), self._example(target)
         shapes = jax.tree.map(lambda v: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)), (params, s0, x0, t0))
+        loss_dtype = check_step(self.step, self.loss, params, s0, x0, t0)
         if self.plan is None or shapes != self._planned_for:
-            check_step(self.step, self.loss, params, s0, x0, t0)
             self.plan = bounded_plan(self.step, params, s0, x0, self.mode, order=self.order,
-                                     max_trace_size=self.max_trace_size)
+                                     max_trace_size=self.max_trace_size, drop=self.drop)
             self._planned_for = shapes
         lead = (lambda v: jnp.expand_dims(v, 0)) if not self.batched else jnp.copy  # a carry may be donated
-        return start_carry(self.plan, params, jax.tree.map(lead, state0))
+        return start_carry(self.plan, params, jax.tree.map(lead, state0), loss_dtype)
 
     def update(self, params, carry: StreamCarry, xs, targets) -> StreamCarry:
         """Run the next segment of the sequence.

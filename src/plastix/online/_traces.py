@@ -32,10 +32,10 @@ from jax import lax
 
 from ..ad._partial import Partial, add, canonical, compose, structure_key
 from ._chunked import chunk_end, chunk_layout, chunk_recursion, col_factor, row_factor, row_key
-from ._jacobians import StepJacobians, batch_vjp, diagonal_part, split_step, step_jacobians
+from ._jacobians import StepJacobians, batch_vjp, kept_F, neuron_block, split_step, step_jacobians
 
 __all__ = ["MODES", "StreamCarry", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
-           "random_feedback", "start_carry", "bounded_plan"]
+           "random_feedback", "start_carry", "bounded_plan", "parameter_names", "DEFAULT_MAX_TRACE_SIZE"]
 
 MODES = ("bptt", "rtrl", "diagonal", "eprop")
 
@@ -56,28 +56,26 @@ def effective_H(jac: StepJacobians, mode: str):
     for a in range(n):
         for b in range(n):
             h = jac.H[a][b]
-            if h is None or h.out_shape != h.in_shape:
-                continue
-            if a == b or jac.H_local[a][b] is not None or jac.H_local[b][a] is not None:
-                kept[a][b] = diagonal_part(h)
+            if h is not None and (a == b or jac.H_local[a][b] is not None or jac.H_local[b][a] is not None):
+                kept[a][b] = neuron_block(h)
     return kept
 
 
-def _size(shape) -> int:
-    return math.prod(shape)
+def effective_F(jac: StepJacobians, mode: str):
+    """The part of ``F`` a mode keeps: all of it in ``rtrl``; in ``diagonal`` and ``eprop`` the paths into another
+    layer (through another state leaf's new value and then across neurons) are left to the learning signal."""
+    if mode == "rtrl":
+        return jac.F
+    if mode == "eprop":
+        return kept_F(jac, lambda c, c_local: c_local)
+    return kept_F(jac, lambda c, c_local: None if c_local is None else neuron_block(c))
 
 
-def _traced_blocks(jac: StepJacobians, H, mode: str) -> list[tuple[int, int]]:
-    """The (state leaf, parameter leaf) pairs that carry a trace."""
-    n_state, n_params = len(jac.F), len(jac.F[0]) if jac.F else 0
-    keep = set()
-    for a in range(n_state):
-        for p in range(n_params):
-            f = jac.F[a][p]
-            if f is None:
-                continue
-            if mode == "rtrl" or f.stored_size <= max(_size(f.out_shape), _size(f.in_shape)):
-                keep.add((a, p))
+def _traced_blocks(H, F, dropped: frozenset) -> list[tuple[int, int]]:
+    """The (state leaf, parameter leaf) pairs that carry a trace: every block the mode's ``H`` and ``F`` reach,
+    except for the parameters in ``dropped``."""
+    n_state, n_params = len(F), len(F[0]) if F else 0
+    keep = {(a, p) for a in range(n_state) for p in range(n_params) if F[a][p] is not None and p not in dropped}
     changed = True
     while changed:
         changed = False
@@ -134,6 +132,7 @@ class TracePlan:
     templates: dict
     chunks: dict = field(default_factory=dict)
     folds: frozenset = frozenset()
+    dropped: frozenset = frozenset()
 
     def zeros(self, batch: int | None = None) -> dict:
         """Traces at t = 0 (with a leading axis of size ``batch`` on the stored values if given)."""
@@ -146,7 +145,7 @@ class TracePlan:
         return sum(t.stored_size for t in self.templates.values())
 
 
-def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
+def plan_traces(step, params, state, x, mode: str, *, order="rev", drop=()) -> TracePlan:
     """Find the traced blocks and the fixed-point layout of every trace, from shapes alone.
 
     The step is evaluated abstractly (``jax.eval_shape``): no array values are computed, only the structure
@@ -159,6 +158,8 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
         x: input of one step (no batch or time axis).
         mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
         order: elimination order for the step's Jacobians, as for :func:`plastix.jacve`.
+        drop: parameters (names as in :func:`parameter_names`) that carry no trace by request: they learn from
+            their within-step gradient only (an explicit approximation, reported by ``describe``).
 
     Returns:
         A :class:`TracePlan`: the traced ``(state leaf, parameter leaf)`` blocks, a zero-valued template
@@ -166,7 +167,8 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
         ``stored_size`` (numbers stored per example).
 
     Raises:
-        ValueError: ``mode`` is not one of ``"rtrl"``, ``"diagonal"``, ``"eprop"``.
+        ValueError: ``mode`` is not one of ``"rtrl"``, ``"diagonal"``, ``"eprop"``, or ``drop`` names no
+            parameter.
         RuntimeError: the trace layout does not reach a fixed point within 8 iterations.
         ValueError, TypeError, NotImplementedError: as :func:`plastix.jacve` when tracing ``step``.
 
@@ -177,15 +179,16 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
     if mode not in MODES[1:]:
         raise ValueError(f"plan_traces: unknown mode {mode!r}; expected one of {', '.join(MODES[1:])} "
                          f"('bptt' keeps no traces)")
+    dropped = dropped_params(params, drop)
     found = {}
 
     def probe(params, state, x):
         jac = step_jacobians(step, params, state, x, order=order, local=mode != "rtrl")
-        H = effective_H(jac, mode)
-        blocks = _traced_blocks(jac, H, mode)
-        templates = {k: jac.F[k[0]][k[1]] for k in blocks}
+        H, F = effective_H(jac, mode), effective_F(jac, mode)
+        blocks = _traced_blocks(H, F, dropped)
+        templates = {k: F[k[0]][k[1]] for k in blocks}
         for _ in range(8):
-            update = _trace_update(H, jac.F, templates, blocks)
+            update = _trace_update(H, F, templates, blocks)
             merged = {k: _merge(templates[k], update[k]) for k in blocks}
             if all(_key(merged[k]) == _key(templates[k]) for k in blocks):
                 break
@@ -199,7 +202,7 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
                             t.dtype)
             found[k] = t
         found["blocks"] = blocks
-        found["chunks"] = {k: chunk_layout(k, H, jac.F, blocks, found[k]) for k in blocks}
+        found["chunks"] = {k: chunk_layout(k, H, F, blocks, found[k]) for k in blocks}
         found["sources"] = {p: [a for a in range(len(jac.F)) if jac.F[a][p] is not None] for (_, p) in blocks}
         return 0
 
@@ -210,7 +213,30 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev") -> TracePlan:
     folds = frozenset((a, p) for (a, p) in chunks if sources[p] == [a])
     templates = {k: Partial(t.out_shape, t.in_shape, t.sizes, t.out_axes, t.in_axes, t.val_labels,
                             jax.ShapeDtypeStruct(t.val.shape, t.val.dtype), t.dtype) for k, t in found.items()}
-    return TracePlan(mode, blocks, templates, chunks, folds)
+    return TracePlan(mode, blocks, templates, chunks, folds, dropped)
+
+
+def parameter_names(params) -> list[str]:
+    """The name of every parameter leaf: its key path joined by ``/`` (``{"hidden": [{"W": ..}]}`` gives
+    ``"hidden/0/W"``), or ``"<params>"`` for a lone array."""
+    names = []
+    for path, _ in jax.tree.flatten_with_path(params)[0]:
+        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        names.append("/".join(keys) or "<params>")
+    return names
+
+
+def dropped_params(params, drop) -> frozenset[int]:
+    """Leaf indices of the parameters named in ``drop`` (a name, or its ``jax.tree_util.keystr`` path)."""
+    if isinstance(drop, str):
+        drop = (drop,)
+    names = parameter_names(params)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree.flatten_with_path(params)[0]]
+    unknown = [d for d in drop if d not in names and d not in paths]
+    if unknown:
+        raise ValueError(f"drop: no parameter named {', '.join(map(repr, unknown))}; the parameters are "
+                         f"{', '.join(map(repr, names))}")
+    return frozenset(k for k, (n, p) in enumerate(zip(names, paths)) if n in drop or p in drop)
 
 
 def conform(p: Partial | None, template: Partial) -> Partial:
@@ -263,7 +289,8 @@ def _signal(step, loss_fn, params, state, x, feedback, folded):
         through_state, state_signal = state_pullback(delta)
         grads = [d if k in folded else d + t
                  for k, (d, t) in enumerate(zip(jax.tree.leaves(direct), jax.tree.leaves(through_state)))]
-        signal = [a + b for a, b in zip(jax.tree.leaves(signal), jax.tree.leaves(state_signal))]
+        signal = [a if a.dtype == jax.dtypes.float0 else a + b
+                  for a, b in zip(jax.tree.leaves(signal), jax.tree.leaves(state_signal))]
         return grads, signal, jax.tree.leaves(delta)
 
     new_state, out, state_pullback, out_pullback = backward(params)
@@ -284,14 +311,14 @@ def _next_traces(step, plan: TracePlan, params, state, traces, x, order, chunked
     returned instead. Returns ``(traces, {block: (h_t, x_t)})``.
     """
     jac = step_jacobians(step, params, state, x, order=order, local=plan.mode != "rtrl")
-    H = effective_H(jac, plan.mode)
+    H, F = effective_H(jac, plan.mode), effective_F(jac, plan.mode)
     plain = [k for k in plan.blocks if k not in chunked]
-    update = _trace_update(H, jac.F, traces, plain)
+    update = _trace_update(H, F, traces, plain)
     new = dict(traces) | {k: conform(update[k], plan.templates[k]) for k in plain}
     pieces = {}
     for (a, p) in chunked:
         template, layout = plan.templates[(a, p)], plan.chunks[(a, p)]
-        pieces[(a, p)] = (row_factor(H[a][a], template, layout), col_factor(jac.F[a][p], template, layout))
+        pieces[(a, p)] = (row_factor(H[a][a], template, layout), col_factor(F[a][p], template, layout))
     return new, pieces
 
 
@@ -347,8 +374,12 @@ def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, tar
     return new_state, new_traces, values, grads, out, pieces
 
 
-def check_step(step, loss, params, state, x, target) -> None:
-    """Clear errors for a step whose new state does not match its state, or a non-scalar loss."""
+def check_step(step, loss, params, state, x, target):
+    """Clear errors for a step whose new state does not match its state, or a non-scalar loss.
+
+    Returns:
+        The dtype of the loss.
+    """
     new_state, out = jax.eval_shape(step, params, state, x)
     s_leaves, s_tree = jax.tree.flatten_with_path(state)
     n_leaves, n_tree = jax.tree.flatten_with_path(new_state)
@@ -357,25 +388,36 @@ def check_step(step, loss, params, state, x, target) -> None:
                          f"{jax.tree.structure(state)}, got {jax.tree.structure(new_state)}")
     for (path, s), (_, n) in zip(s_leaves, n_leaves):
         if jnp.shape(s) != n.shape or jnp.result_type(s) != n.dtype:
-            raise ValueError(f"state leaf {jax.tree_util.keystr(path)}: step returns shape {n.shape} dtype "
-                             f"{n.dtype}, expected shape {jnp.shape(s)} dtype {jnp.result_type(s)}")
+            raise ValueError(f"state leaf {jax.tree_util.keystr(path) or '<state>'}: step returns shape "
+                             f"{n.shape} dtype {n.dtype}, expected shape {jnp.shape(s)} dtype {jnp.result_type(s)}")
     value = jax.eval_shape(loss, out, target)
     if not (hasattr(value, "shape") and value.shape == ()):
         raise ValueError(f"loss(out, target) must return a scalar, got {getattr(value, 'shape', type(value))}")
+    return value.dtype
 
 
-def bounded_plan(step, params, state, x, mode: str, *, order, max_trace_size: int | None) -> TracePlan:
+DEFAULT_MAX_TRACE_SIZE = 2 ** 27
+
+
+def bounded_plan(step, params, state, x, mode: str, *, order, max_trace_size: int | None, drop=()) -> TracePlan:
     """:func:`plan_traces`, refused when its traces store more than ``max_trace_size`` numbers per example."""
-    plan = plan_traces(step, params, state, x, mode, order=order)
+    plan = plan_traces(step, params, state, x, mode, order=order, drop=drop)
     if max_trace_size is not None and plan.stored_size > max_trace_size:
+        state_names = [jax.tree_util.keystr(p) or "<state>" for p, _ in jax.tree.flatten_with_path(state)[0]]
+        names = parameter_names(params)
+        largest = sorted(plan.templates.items(), key=lambda kv: -kv[1].stored_size)[:3]
+        blocks = "; ".join(f"state {state_names[a]} / parameter {names[p]!r}: {t.stored_size:,} ({t.kind})"
+                           for (a, p), t in largest)
         raise ValueError(f"mode {mode!r} needs traces of {plan.stored_size:,} numbers per example, more than "
-                         f"max_trace_size={max_trace_size:,}; use 'diagonal' or 'eprop' or a smaller network")
+                         f"max_trace_size={max_trace_size:,} (largest blocks: {blocks}); ways out: a smaller "
+                         f"model, mode 'bptt' (no traces), drop=[{names[largest[0][0][1]]!r}] to learn that "
+                         f"parameter from its within-step gradient only, or a larger max_trace_size")
     return plan
 
 
 def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, order="rev",
-                   max_trace_size: int | None = None, feedback=None, batched: bool = False,
-                   chunk: int = 128) -> Callable:
+                   max_trace_size: int | None = DEFAULT_MAX_TRACE_SIZE, drop=(), feedback=None,
+                   batched: bool = False, chunk: int = 128) -> Callable:
     """Loss and gradient of a recurrent step function over a sequence, computed online.
 
     Args:
@@ -384,7 +426,10 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
         mode: ``"bptt"`` (reference: ``jax.value_and_grad`` through ``lax.scan``), ``"rtrl"``, ``"diagonal"``
             or ``"eprop"``.
         order: elimination order for the step's Jacobians.
-        max_trace_size: refuse a plan whose traces store more numbers than this (per example).
+        max_trace_size: refuse, before anything runs, a plan whose traces store more numbers than this per
+            example (``None``: no limit). The modes never drop a trace to save memory.
+        drop: names of parameters (see :func:`parameter_names`) that carry no trace by explicit request: they
+            learn from their within-step gradient only; ``describe`` reports them.
         feedback: ``None`` for the exact (symmetric) learning signal, or a pytree with the structure of
             ``params`` holding a fixed array (e.g. from :func:`random_feedback`) for each parameter whose
             transpose is replaced in the backward pass, ``None`` elsewhere.
@@ -415,7 +460,7 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
     def vg(params, state0, xs, targets):
         x0, t0 = jax.tree.map(first, xs), jax.tree.map(first, targets)
         s0 = jax.tree.map(lambda v: v[0], state0) if batched else state0
-        check_step(step, loss, params, s0, x0, t0)
+        loss_dtype = check_step(step, loss, params, s0, x0, t0)
         if not batched:  # a batch of one: the same code path (inputs get their batch axis step by step)
             state0 = jax.tree.map(lambda v: jnp.expand_dims(v, 0), state0)
         if mode == "bptt":
@@ -423,9 +468,10 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
             if not batched:
                 return _bptt(step, loss, params, s0, xs, targets)
             return _bptt(step_b, lambda out, t: jnp.sum(jax.vmap(loss)(out, t)), params, state0, xs, targets)
-        plan = bounded_plan(step, params, s0, x0, mode, order=order, max_trace_size=max_trace_size)
-        carry = _online(step, loss, plan, params, start_carry(plan, params, state0), xs, targets, order=order,
-                        feedback=feedback, chunked=plan.chunks if chunk > 1 else {}, chunk=chunk, batched=batched)
+        plan = bounded_plan(step, params, s0, x0, mode, order=order, max_trace_size=max_trace_size, drop=drop)
+        carry = _online(step, loss, plan, params, start_carry(plan, params, state0, loss_dtype), xs, targets,
+                        order=order, feedback=feedback, chunked=plan.chunks if chunk > 1 else {}, chunk=chunk,
+                        batched=batched)
         return carry.total, carry.grads
 
     return vg
@@ -447,10 +493,9 @@ class StreamCarry(NamedTuple):
     grads: Any
 
 
-def start_carry(plan: TracePlan, params, state0) -> StreamCarry:
+def start_carry(plan: TracePlan, params, state0, loss_dtype) -> StreamCarry:
     """The carry before the first step: ``state0`` (batched), zero traces, zero loss and gradients."""
-    leaves = jax.tree.leaves(params)
-    total = jnp.zeros((), jnp.result_type(*[jnp.result_type(v) for v in leaves]))
+    total = jnp.zeros((), loss_dtype)
     return StreamCarry(state0, plan.zeros(jax.tree.leaves(state0)[0].shape[0]), total,
                        jax.tree.map(jnp.zeros_like, params))
 
