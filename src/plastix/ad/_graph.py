@@ -10,7 +10,7 @@ import numpy as np
 from jax.extend import core
 
 from ._partial import Partial, add
-from ._rules import active_call, bind, dense_rules, is_concrete, rules
+from ._rules import active_call, bind, dense_rules, expansions, is_concrete, rules
 
 __all__ = ["Graph", "VertexInfo", "build_graph", "reachable"]
 
@@ -157,6 +157,9 @@ class _Builder:
                     return bind(primitive, eqn.params, invals), [None] * len(eqn.outvars)
             return bind(primitive, eqn.params, invals), [None] * len(eqn.outvars)
         inner = _inner_jaxpr(eqn)
+        if inner is None and primitive in expansions:
+            closed = expansions[primitive](invals, **eqn.params)
+            inner = None if closed is None else (closed.jaxpr, closed.consts)
         if inner is not None:
             return self.run(inner[0], inner[1], invals, in_ids)
         outvals = bind(primitive, eqn.params, invals)

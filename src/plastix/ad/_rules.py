@@ -17,11 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend.core import Literal
 from jax.extend.core import primitives as _primitives
 
 from ._partial import Axis, Partial
 
-__all__ = ["rules", "dense_rules", "defrule", "defelementwise", "defzero", "defdense", "bind"]
+__all__ = ["rules", "dense_rules", "expansions", "defrule", "defexpand", "defelementwise", "defzero", "defdense",
+           "bind", "MAX_UNROLL"]
 
 
 
@@ -36,6 +38,7 @@ P = _Primitives()
 Rule = Callable[..., list]
 rules: dict = {}
 dense_rules: set = set()
+expansions: dict = {}  # primitive -> expand(invals, **params) -> ClosedJaxpr | None, evaluated in its place
 ONE = object()  # marks a derivative that is exactly one (a pure index map, nothing stored)
 
 
@@ -930,6 +933,62 @@ def _dynamic_update_slice_rule(invals, outvals, active, **_):
 
 defrule(P.dynamic_update_slice_p, _dynamic_update_slice_rule)
 
+
+# ------------------------------------------------------------------------------ control flow in place
+MAX_UNROLL = 64  # a scan of at most this many iterations is differentiated through its unrolled body
+
+
+def defexpand(primitive, expand) -> None:
+    """Differentiate ``primitive`` through an equivalent jaxpr evaluated in its place (structure kept inside).
+
+    ``expand(invals, **params)`` returns a ``ClosedJaxpr`` taking the equation's inputs to its outputs, or
+    ``None`` to use the primitive's rule instead.
+    """
+    expansions[primitive] = expand
+
+
+def _eval(closed, args):
+    env = {}
+    read = lambda v: v.val if isinstance(v, Literal) else env[v]
+    for v, c in zip(closed.jaxpr.constvars, closed.consts):
+        env[v] = c
+    for v, a in zip(closed.jaxpr.invars, args):
+        env[v] = a
+    for eqn in closed.jaxpr.eqns:
+        for v, o in zip(eqn.outvars, bind(eqn.primitive, eqn.params, [read(v) for v in eqn.invars])):
+            env[v] = o
+    return [read(v) for v in closed.jaxpr.outvars]
+
+
+def _unrolled_scan(invals, *, length, reverse, jaxpr, num_consts, num_carry, **_):
+    """A fixed-length ``scan`` (``fori_loop`` with static bounds) as its body repeated ``length`` times."""
+    if not 1 <= length <= MAX_UNROLL:
+        return None
+
+    def unrolled(*args):
+        split = num_consts + num_carry
+        consts, carry, xs = args[:num_consts], list(args[num_consts:split]), args[split:]
+        ys = [None] * length
+        for i in (reversed(range(length)) if reverse else range(length)):
+            out = _eval(jaxpr, list(consts) + carry + [x[i] for x in xs])
+            carry, ys[i] = out[:num_carry], out[num_carry:]
+        return carry + [jnp.stack([y[j] for y in ys]) for j in range(len(ys[0]))]
+
+    return jax.make_jaxpr(unrolled)(*invals)
+
+
+def _selected_branches(invals, *, branches, **_):
+    """``cond``/``switch``: every branch evaluated, the result selected by the index (``select_n``)."""
+    def selected(index, *operands):
+        outs = [_eval(branch, operands) for branch in branches]
+        which = jnp.clip(index, 0, len(branches) - 1)
+        return [lax.select_n(which, *[o[j] for o in outs]) for j in range(len(outs[0]))]
+
+    return jax.make_jaxpr(selected)(*invals)
+
+
+defexpand(P.scan_p, _unrolled_scan)
+defexpand(P.cond_p, _selected_branches)
 
 # -------------------------------------------------------------------------------- dense fallbacks
 for _p in (P.cond_p, P.scan_p, P.while_p, P.sort_p, P.top_k_p, P.conv_general_dilated_p,

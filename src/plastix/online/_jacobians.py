@@ -18,14 +18,9 @@ from jax.extend.core import Literal
 from ..ad._eliminate import eliminate, resolve_order
 from ..ad._graph import Graph, build_graph, reachable
 from ..ad._partial import Axis, Partial, canonical, compose
-from ..ad._partial import add as _add
-from ..ad._rules import bind
 
 __all__ = ["StepJacobians", "step_jacobians", "is_local", "is_neuron_local", "neuron_block", "batch_vjp",
-           "split_step", "kept_F", "is_float"]
-
-_CALLS = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2", "name")
-
+           "split_step", "is_float"]
 
 def is_float(leaf) -> bool:
     """Whether a state or parameter leaf is differentiated (a floating-point array)."""
@@ -39,16 +34,14 @@ class StepJacobians:
     ``H[a][b] = ds'_a/ds_b`` and ``F[a][p] = ds'_a/dθ_p`` (all paths: exact). With ``local``:
 
     * ``H_local``: ``H`` accumulated only along edges that map each neuron to itself (used by ``eprop``);
-    * ``cut``: the step cut at its new state, ``s' = f(θ, s, x, ŝ')`` where every use of a new state's value
-      *inside* the step reads ``ŝ'`` instead: ``(F_direct, C, C_local)`` with ``F_direct = ∂f/∂θ``,
-      ``C = ∂f/∂ŝ'`` and ``C_local`` its neuron-local paths; ``None`` when no new state is read inside the step
-      (then ``F`` is ``F_direct``). See :func:`kept_F`.
+    * ``F_layer``: ``F`` without the cross-layer paths, those that reach a state leaf through the neurons of
+      another *layer* (leaves joined by neuron-local paths form one layer; see :func:`_layer_blocks`).
     """
 
     H: list[list[Partial | None]]
     F: list[list[Partial | None]]
     H_local: list[list[Partial | None]] | None
-    cut: tuple | None = None
+    F_layer: list[list[Partial | None]] | None
 
 
 def is_local(p: Partial) -> bool:
@@ -181,7 +174,7 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
     """Trace ``step(params, state, x) -> (new_state, out)`` and eliminate the graph of its new state once.
 
     Args:
-        local: also accumulate ``H_local`` and the step cut at its new state (see :class:`StepJacobians`).
+        local: also accumulate ``H_local`` and ``F_layer`` (see :class:`StepJacobians`).
     """
     args = _StepArgs(params, state, x)
     n_params, n_state = len(args.params), len(args.state)
@@ -194,120 +187,54 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
     F = _expand([[edges.get((ins[p], o)) for p in range(n_params)] for o in g.outputs], args.floats, n_state,
                 n_params)
     if not local:
-        return StepJacobians(H, F, None)
-    H_local = _expand(_local_blocks(g, ins[n_params:], order), args.floats, n_state)
-    return StepJacobians(H, F, H_local, _cut_jacobians(step, args, order))
+        return StepJacobians(H, F, None, None)
+    local_rows = _local_blocks(g, ins[n_params:], order)
+    layers = _layers(local_rows)
+    F_layer = F
+    if len(set(layers)) > 1:
+        F_layer = _expand(_layer_blocks(g, n_params, layers, order), args.floats, n_state, n_params)
+    return StepJacobians(H, F, _expand(local_rows, args.floats, n_state), F_layer)
 
 
-def _cut_jacobians(step, args: _StepArgs, order):
-    """``(F_direct, C, C_local)`` of the step cut at its new state, or ``None`` when nothing reads a new state."""
-    cut = _cut_step(step, args)
-    if cut is None:
-        return None
-    n_params, n_float = len(args.params), len(args.floats)
-    hats = args.call(step, args.params, [args.state[k] for k in args.floats])  # the new state: the cut's point
-    g = _graph(cut, args.params + hats)
-    edges, _ = eliminate(g, resolve_order(g, _order_for(order)))
-    ins, n_state = g.inputs, len(args.state)
-    F_direct = _expand([[edges.get((ins[p], o)) for p in range(n_params)] for o in g.outputs], args.floats,
-                       n_state, n_params)
-    C = _expand([[edges.get((ins[n_params + j], o)) for j in range(n_float)] for o in g.outputs], args.floats,
-                n_state)
-    C_local = _expand(_local_blocks(g, ins[n_params:], order), args.floats, n_state)
-    return F_direct, C, C_local
+def _layers(local_rows) -> list[int]:
+    """A layer id per float state leaf: leaves joined by a neuron-local path (in either direction) share one."""
+    layer = list(range(len(local_rows)))
+
+    def root(a):
+        while layer[a] != a:
+            a = layer[a]
+        return a
+
+    for a, row in enumerate(local_rows):
+        for b, block in enumerate(row):
+            if block is not None:
+                layer[root(a)] = root(b)
+    return [root(a) for a in range(len(layer))]
 
 
-def _inline(jaxpr, consts, args):
-    """Evaluate a jaxpr with the bodies of nested calls (``jit``, ``closed_call``, ...) evaluated in place."""
-    env = {}
-    read = lambda v: v.val if isinstance(v, Literal) else env[v]
-    for v, c in zip(jaxpr.constvars, consts):
-        env[v] = c
-    for v, a in zip(jaxpr.invars, args):
-        env[v] = a
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        inner = _inner(eqn)
-        outs = _inline(inner.jaxpr, inner.consts, invals) if inner is not None else \
-            bind(eqn.primitive, eqn.params, invals)
-        for v, o in zip(eqn.outvars, outs):
-            env[v] = o
-    return [read(v) for v in jaxpr.outvars]
+def _layer_blocks(g: Graph, n_params: int, layers: list[int], order) -> list[list[Partial | None]]:
+    """``F`` blocks ``[float leaf][parameter]`` without cross-layer paths.
 
-
-def _inner(eqn):
-    if eqn.primitive.name not in _CALLS:
-        return None
-    for key in ("jaxpr", "call_jaxpr"):
-        j = eqn.params.get(key)
-        if j is not None:
-            return j if hasattr(j, "consts") else jax.extend.core.ClosedJaxpr(j, [])
-    return None
-
-
-def _cut_step(step, args: _StepArgs):
-    """``cut(*param_leaves, *hats) -> new float state leaves``, where each use inside the step of a float new
-    state's value reads its ``hat`` instead; ``None`` when no new state value is used inside the step."""
-    n_params = len(args.params)
-    floats = args.floats
-
-    def new_state(*flat):
-        return args.call(step, flat[:n_params], [flat[n_params + k] for k in floats])
-
-    closed = jax.make_jaxpr(new_state)(*args.flat)
-    flat_jaxpr = jax.make_jaxpr(lambda *a: _inline(closed.jaxpr, closed.consts, a))(*args.flat)
-    jaxpr = flat_jaxpr.jaxpr
-    produced = {v for eqn in jaxpr.eqns for v in eqn.outvars}
-    cut = {}
-    for k, var in enumerate(jaxpr.outvars):
-        if not isinstance(var, Literal) and var in produced:
-            cut.setdefault(var, k)
-    if not any(v in cut for eqn in jaxpr.eqns for v in eqn.invars if not isinstance(v, Literal)):
-        return None
-
-    def fun(*dyn):
-        params, hats = dyn[:n_params], dyn[n_params:]
-        env = {}
-        read = lambda v: v.val if isinstance(v, Literal) else env[v]
-        use = lambda v: hats[cut[v]] if not isinstance(v, Literal) and v in cut else read(v)
-        for v, c in zip(jaxpr.constvars, flat_jaxpr.consts):
-            env[v] = c
-        for v, a in zip(jaxpr.invars, list(params) + args.flat[n_params:]):
-            env[v] = a
-        for eqn in jaxpr.eqns:
-            for v, o in zip(eqn.outvars, bind(eqn.primitive, eqn.params, [use(v) for v in eqn.invars])):
-                env[v] = o
-        return [read(v) for v in jaxpr.outvars]
-
-    return fun
-
-
-def kept_F(jac: StepJacobians, keep: Callable) -> list[list[Partial | None]]:
-    """``F`` along the paths a mode keeps: ``F_direct + Σ_b keep(C[a][b], C_local[a][b]) · F_kept[b]``.
-
-    A path from a parameter that reaches state leaf ``a`` through another leaf's *new* value ``s'_b`` follows the
-    coupling ``C[a][b]``; ``keep`` returns the part of it the mode keeps (``None`` drops the path).
+    A layer's *cone* is what its state reaches along neuron-local edges: its neurons' own values (membrane,
+    spikes, new state). A path into leaf ``a`` through another layer's cone (outside ``a``'s own) carries the
+    parameter's influence through that layer's neurons: it is cut.
     """
-    if jac.cut is None:
-        return jac.F
-    F_direct, C, C_local = jac.cut
-    rows: dict[int, list] = {}
-
-    def row(a):
-        if a not in rows:
-            acc = list(F_direct[a])
-            for b in range(len(C)):
-                c = None if C[a][b] is None else keep(C[a][b], C_local[a][b])
-                if c is None:
-                    continue
-                for p, f in enumerate(row(b)):
-                    if f is not None:
-                        term, _ = compose(c, f)
-                        acc[p] = term if acc[p] is None else (acc[p] if term is None else _add(acc[p], term))
-            rows[a] = acc
-        return rows[a]
-
-    return [row(a) for a in range(len(F_direct))]
+    local_edges = {k: p for k, p in g.edges.items() if is_neuron_local(p)}
+    state_ids = g.inputs[n_params:]
+    cones = {layer: reachable(local_edges, [state_ids[j] for j, m in enumerate(layers) if m == layer])
+             for layer in set(layers)}
+    rows: list[list[Partial | None]] = [[] for _ in layers]
+    for layer in set(layers):
+        blocked = set().union(*(c for other, c in cones.items() if other != layer)) - cones[layer]
+        kept = {k: p for k, p in g.edges.items() if k[0] not in blocked and k[1] not in blocked}
+        derived = reachable(kept, g.inputs[:n_params])
+        kept = {k: p for k, p in kept.items() if k[0] in derived}
+        pruned = Graph(g.inputs[:n_params], g.outputs, kept, g.info, g.values)
+        edges, _ = eliminate(pruned, resolve_order(pruned, _order_for(order)))
+        for j, out in enumerate(g.outputs):
+            if layers[j] == layer:
+                rows[j] = [edges.get((i, out)) for i in g.inputs[:n_params]]
+    return rows
 
 
 def split_step(step, params, state, x):

@@ -14,6 +14,7 @@ from ._traces import (
     _online,
     bounded_plan,
     check_mode,
+    check_sequence,
     check_step,
     start_carry,
 )
@@ -108,6 +109,8 @@ class Stream:
         """
         if self.plan is None:
             raise RuntimeError("call Stream.init before Stream.update")
+        check_sequence(carry.state if self.batched else jax.tree.map(lambda v: v[0], carry.state), xs, targets,
+                       batched=self.batched)
         first = (lambda v: v[0, 0]) if self.batched else (lambda v: v[0])
         check_step(self.step, self.loss, params, jax.tree.map(lambda v: v[0], carry.state),
                    jax.tree.map(first, xs), jax.tree.map(first, targets))

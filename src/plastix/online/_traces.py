@@ -32,7 +32,7 @@ from jax import lax
 
 from ..ad._partial import Partial, add, canonical, compose, structure_key
 from ._chunked import chunk_end, chunk_layout, chunk_recursion, col_factor, row_factor, row_key
-from ._jacobians import StepJacobians, batch_vjp, kept_F, neuron_block, split_step, step_jacobians
+from ._jacobians import StepJacobians, batch_vjp, neuron_block, split_step, step_jacobians
 
 __all__ = ["MODES", "StreamCarry", "TracePlan", "value_and_grad", "plan_traces", "online_step_batch",
            "random_feedback", "start_carry", "bounded_plan", "parameter_names", "DEFAULT_MAX_TRACE_SIZE"]
@@ -62,13 +62,9 @@ def effective_H(jac: StepJacobians, mode: str):
 
 
 def effective_F(jac: StepJacobians, mode: str):
-    """The part of ``F`` a mode keeps: all of it in ``rtrl``; in ``diagonal`` and ``eprop`` the paths into another
-    layer (through another state leaf's new value and then across neurons) are left to the learning signal."""
-    if mode == "rtrl":
-        return jac.F
-    if mode == "eprop":
-        return kept_F(jac, lambda c, c_local: c_local)
-    return kept_F(jac, lambda c, c_local: None if c_local is None else neuron_block(c))
+    """The part of ``F`` a mode keeps: all of it in ``rtrl``; in ``diagonal`` and ``eprop`` the paths through the
+    neurons of another layer are left to the learning signal of the same step."""
+    return jac.F if mode == "rtrl" else jac.F_layer
 
 
 def _traced_blocks(H, F, dropped: frozenset) -> list[tuple[int, int]]:
@@ -380,7 +376,16 @@ def check_step(step, loss, params, state, x, target):
     Returns:
         The dtype of the loss.
     """
-    new_state, out = jax.eval_shape(step, params, state, x)
+    try:
+        result = jax.eval_shape(step, params, state, x)
+    except (TypeError, ValueError) as e:
+        shapes = jax.tree.map(jnp.shape, x)
+        raise ValueError(f"step(params, state, x) failed on one step of xs (x with shapes {shapes}); xs must have a "
+                         f"leading time axis (and a batch axis after it with batched=True): {e}") from e
+    if not (isinstance(result, tuple | list) and len(result) == 2):
+        got = f"a {type(result).__name__} of {len(result)}" if isinstance(result, tuple | list) else "one value"
+        raise ValueError(f"step(params, state, x) must return a pair (new_state, out), got {got}")
+    new_state, out = result
     s_leaves, s_tree = jax.tree.flatten_with_path(state)
     n_leaves, n_tree = jax.tree.flatten_with_path(new_state)
     if jax.tree.structure(state) != jax.tree.structure(new_state):
@@ -394,6 +399,35 @@ def check_step(step, loss, params, state, x, target):
     if not (hasattr(value, "shape") and value.shape == ()):
         raise ValueError(f"loss(out, target) must return a scalar, got {getattr(value, 'shape', type(value))}")
     return value.dtype
+
+
+def check_sequence(state0, xs, targets, *, batched: bool) -> None:
+    """Clear errors for inputs without a time (and batch) axis, an empty sequence, or mismatched lengths."""
+    lead = 2 if batched else 1
+    axes = "(T, B, ...)" if batched else "(T, ...)"
+    for name, tree in (("xs", xs), ("targets", targets)):
+        leaves = jax.tree.flatten_with_path(tree)[0]
+        if not leaves:
+            raise ValueError(f"{name} is empty: expected arrays with a leading time axis {axes}")
+        for path, v in leaves:
+            if jnp.ndim(v) < lead:
+                raise ValueError(f"{name}{jax.tree_util.keystr(path)} has shape {jnp.shape(v)}: expected a leading "
+                                 f"time axis{' and a batch axis' if batched else ''} {axes}")
+    lengths = {f"{name}{jax.tree_util.keystr(path)}": jnp.shape(v)[0] for name, tree in (("xs", xs),
+               ("targets", targets)) for path, v in jax.tree.flatten_with_path(tree)[0]}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"xs and targets must have the same number of time steps, got "
+                         f"{', '.join(f'{k}: {n}' for k, n in lengths.items())}")
+    if next(iter(lengths.values())) == 0:
+        raise ValueError("xs has no time steps (T = 0): expected at least one step")
+    if batched:
+        sizes = {f"state0{jax.tree_util.keystr(p)}": jnp.shape(v)[0] if jnp.ndim(v) else None
+                 for p, v in jax.tree.flatten_with_path(state0)[0]}
+        sizes |= {f"{name}{jax.tree_util.keystr(p)}": jnp.shape(v)[1] for name, tree in (("xs", xs),
+                  ("targets", targets)) for p, v in jax.tree.flatten_with_path(tree)[0]}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"batched=True needs one batch size (state0 leaves (B, ...), xs and targets (T, B, "
+                             f"...)), got {', '.join(f'{k}: {n}' for k, n in sizes.items())}")
 
 
 DEFAULT_MAX_TRACE_SIZE = 2 ** 27
@@ -458,6 +492,7 @@ def value_and_grad(step: Callable, loss: Callable, mode: str = "diagonal", *, or
     first = (lambda v: v[0, 0]) if batched else (lambda v: v[0])
 
     def vg(params, state0, xs, targets):
+        check_sequence(state0, xs, targets, batched=batched)
         x0, t0 = jax.tree.map(first, xs), jax.tree.map(first, targets)
         s0 = jax.tree.map(lambda v: v[0], state0) if batched else state0
         loss_dtype = check_step(step, loss, params, s0, x0, t0)
