@@ -51,6 +51,20 @@ def test_long_sequence_memory_flat_and_learning():
 
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_code_blocks_run_as_written(tmp_path, monkeypatch, capsys):
+    """Every ```python block of README.md runs as written, in order, in one fresh namespace."""
+    import re
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the searched order's cache
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks
+    namespace = {"__name__": "__readme__"}
+    for code in blocks:
+        exec(compile(code, str(README), "exec"), namespace)
+    assert namespace["carry"][0] is not None and "traces in mode 'diagonal'" in capsys.readouterr().out
 
 
 @pytest.mark.slow
