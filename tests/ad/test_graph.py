@@ -62,12 +62,23 @@ def test_custom_jvp_rule_is_used_not_the_primal():
     assert p.kind == "diagonal"
 
 
-def test_control_flow_fallback_is_reported():
-    f = lambda x: lax.cond(x[0] > 0, jnp.sin, jnp.cos, x)
-    x = jnp.array([0.5, 1.0])
-    g = plastix.graph(f)(x)
-    assert "dense fallback" in g.summary()
-    np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacrev(f)(x))
+def test_cond_and_fixed_scans_keep_structure_and_while_falls_back_visibly():
+    """``cond`` is differentiated as a selection of its branches and a fixed-length ``scan`` (``fori_loop`` with
+    static bounds) through its unrolled body, so elementwise work inside stays diagonal; a ``while_loop`` with a
+    data-dependent trip count takes the dense fallback, which the summary reports."""
+    x = jnp.array([0.5, 1.0, -2.0])
+    for f in (lambda x: lax.cond(x[0] > 0, jnp.sin, jnp.cos, x),
+              lambda x: lax.switch(2, [jnp.sin, jnp.cos, jnp.tanh], x),
+              lambda x: lax.fori_loop(0, 3, lambda i, v: jnp.sin(v) * x, x),
+              lambda x: lax.scan(lambda c, _: (jnp.sin(c) * 2.0, c), x, None, length=3)[0]):
+        assert "dense fallback" not in plastix.graph(f)(x).summary()
+        assert plastix.jacve(f, sparse=True)(x).kind == "diagonal"
+        np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacrev(f)(x), rtol=1e-6)
+    f = lambda x: lax.scan(lambda c, xi: (c * xi, c + xi), x, jnp.stack([x, 2 * x]), reverse=True)
+    np.testing.assert_allclose(plastix.jacve(f)(x)[1], jax.jacrev(f)(x)[1], rtol=1e-6)
+    f = lambda x: lax.while_loop(lambda v: v[0] < 3.0, lambda v: v * 1.5, x + 1.0)
+    assert "dense fallback" in plastix.graph(f)(x).summary()
+    np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacfwd(f)(x), rtol=1e-6)  # jax.jacrev refuses while
 
 
 def test_fingerprint_is_stable_and_structure_sensitive():
