@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend.core import Literal
 
 from ..ad._eliminate import eliminate, resolve_order
 from ..ad._graph import Graph, build_graph, reachable
-from ..ad._partial import Axis, Partial, canonical, compose
+from ..ad._partial import Axis, Partial, _Grid, canonical, compose
 
 __all__ = ["StepJacobians", "step_jacobians", "is_local", "is_neuron_local", "neuron_block", "batch_vjp",
            "split_step", "is_float"]
@@ -56,7 +57,12 @@ def is_neuron_local(p: Partial) -> bool:
     if not p.out_shape or not p.in_shape:
         return not p.out_shape and not p.in_shape
     a, b = p.out_axes[0], p.in_axes[0]
-    return p.out_shape[0] == p.in_shape[0] and a.index is None and b.index is None and a.labels == b.labels
+    if p.out_shape[0] != p.in_shape[0]:
+        return False
+    if a.index is None and b.index is None:
+        return a.labels == b.labels
+    grid = _Grid(sorted(set(a.labels) | set(b.labels)), p.sizes)  # e.g. x.at[:, k].set(v): maps written as arrays
+    return bool(np.array_equal(grid.eval(a), grid.eval(b)))
 
 
 def neuron_block(p: Partial) -> Partial | None:
