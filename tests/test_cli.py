@@ -77,6 +77,15 @@ def test_bad_options_fail_with_one_line(args, fragment):
     assert fragment in line
 
 
+def test_resume_without_a_checkpoint_exits_2_naming_the_directory(tmp_path):
+    """A mistyped --out with --resume must not start a fresh run that looks like success."""
+    missing = tmp_path / "runs" / "typo"
+    result = runner.invoke(app, ["train", "--resume", "--out", str(missing), "--epochs", "1"])
+    assert result.exit_code == 2
+    assert f"no checkpoint in {missing}" in one_line_error(result)
+    assert not missing.exists()
+
+
 def _write_shd(path, n, seed):
     import h5py
     import numpy as np

@@ -369,8 +369,8 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
     Args:
         config: the run's configuration.
         out: directory for ``checkpoint.npz``, ``results.json``, ``curves.png`` and ``raster.png`` (created).
-        resume: continue from ``out/checkpoint.npz`` when it exists (its configuration must equal ``config``
-            except for ``epochs``); otherwise start afresh.
+        resume: continue from ``out/checkpoint.npz`` (its configuration must equal ``config`` except for
+            ``epochs``); without one, a ``ConfigError`` (a mistyped ``out`` must not start a fresh run).
         progress: show a tqdm bar per epoch (``None``: only on a terminal).
         echo: where epoch summaries and the final line go (default: tqdm-safe print to stdout).
         devices: devices of the data-parallel mesh (default: all of ``jax.devices()``).
@@ -390,6 +390,9 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
     config.check()
     if resume and out is None:
         raise ConfigError("resume needs an output directory (--out) holding the checkpoint")
+    if resume and not (Path(out) / CHECKPOINT).exists():
+        raise ConfigError(f"--resume: no checkpoint in {Path(out)} (expected {Path(out) / CHECKPOINT}); "
+                          f"run without --resume to start afresh")
     if distributed:
         _initialize_distributed()
     echo = echo or (lambda line: tqdm.write(line, file=sys.stdout))
@@ -416,7 +419,7 @@ def train(config: TrainConfig = TrainConfig(), *, out: str | Path | None = None,
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         for stale in checkpoint.parent.glob(f".{CHECKPOINT}.*.tmp"):  # left by a process killed mid-write
             stale.unlink(missing_ok=True)
-    if resume and checkpoint.exists():
+    if resume:
         params, opt_state, meta = load_checkpoint(checkpoint, params, opt_state, config)
         history, first_epoch, global_step = meta["history"], meta["epoch"] + 1, meta["step"]
         echo(f"resuming from {checkpoint} after epoch {meta['epoch']} (step {global_step})")
