@@ -92,3 +92,32 @@ def test_fingerprint_is_stable_and_structure_sensitive():
 def test_unknown_primitive_names_itself_and_how_to_register():
     with pytest.raises(NotImplementedError, match=r"'fft'.*defrule"):
         plastix.jacve(lambda x: jnp.fft.fft(x).real)(jnp.ones(4))
+
+
+@jax.custom_vjp
+def clip_gradient(lo, hi, x):
+    return x  # identity forward, clipped cotangent backward (the JAX documentation's example)
+
+
+clip_gradient.defvjp(lambda lo, hi, x: (x, (lo, hi)), lambda res, g: (None, None, jnp.clip(g, *res)))
+
+
+@jax.custom_vjp
+def spike(v):
+    return (v > 0).astype(v.dtype)
+
+
+spike.defvjp(lambda v: (spike(v), v), lambda v, g: (g / (1.0 + 5.0 * jnp.abs(v)) ** 2,))
+
+
+def test_custom_vjp_partials_come_from_the_backward_rule():
+    """The backward rule, not the primal, defines the partial: clip_gradient gives 0.5 per basis cotangent (as
+    jax.jacrev), an elementwise surrogate stays diagonal, also inside a fixed scan and a cond."""
+    x = jnp.array([1.0, 2.0, -0.3])
+    f = lambda x: clip_gradient(-0.5, 0.5, jnp.sin(x) * 3.0)
+    np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacrev(f)(x), rtol=1e-6)
+    g = lambda x: jnp.tanh(spike(x - 0.5) * 2.0)
+    assert plastix.jacve(g, sparse=True)(x).kind == "diagonal"
+    for h in (g, lambda x: lax.fori_loop(0, 2, lambda i, v: spike(v - 0.5) + 0.5 * v, x),
+              lambda x: lax.cond(x[0] > 0, lambda: spike(x), lambda: -x)):
+        np.testing.assert_allclose(plastix.jacve(h)(x), jax.jacrev(h)(x), rtol=1e-6)

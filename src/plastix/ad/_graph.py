@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
@@ -10,7 +11,7 @@ import numpy as np
 from jax.extend import core
 
 from ._partial import Partial, add
-from ._rules import active_call, bind, dense_rules, expansions, is_concrete, rules
+from ._rules import P, active_call, bind, defrule, dense_rules, expansions, is_concrete, rules
 
 __all__ = ["Graph", "VertexInfo", "build_graph", "reachable"]
 
@@ -180,10 +181,6 @@ class _Builder:
 
     def partials(self, primitive, params, invals, outvals, active):
         """Per input, a list with one ``Partial | None`` per output."""
-        if primitive.name == "custom_jvp_call":
-            return _custom_jvp_partials(primitive, params, invals, outvals, active)
-        if primitive.name in ("custom_vjp_call", "custom_vjp_call_jaxpr"):
-            return _custom_vjp_partials(primitive, params, invals, outvals, active)
         rule = rules.get(primitive)
         if rule is None:
             raise NotImplementedError(
@@ -197,11 +194,11 @@ class _Builder:
         return [[r] for r in result]
 
 
-def _custom_jvp_partials(primitive, params, invals, outvals, active):
+def _custom_jvp_partials(invals, outvals, active, **params):
     """Partials of a ``custom_jvp`` function from its JVP rule (not from its primal implementation)."""
     from ._eliminate import sub_jacobian
 
-    f, idx, primals = active_call(primitive, params, invals, active)
+    f, idx, primals = active_call(P.custom_jvp_call_p, params, invals, active)
     blocks = sub_jacobian(lambda *tangents: jax.jvp(f, primals, list(tangents))[1], primals)
     result: list = [None] * len(invals)
     for j, k in enumerate(idx):
@@ -209,29 +206,59 @@ def _custom_jvp_partials(primitive, params, invals, outvals, active):
     return result
 
 
-def _custom_vjp_partials(primitive, params, invals, outvals, active):
-    """Partials of a ``custom_vjp`` function: the structured Jacobian of its VJP, transposed."""
+def _custom_vjp_partials(invals, outvals, active, **params):
+    """Partials of a ``custom_vjp`` function from its backward rule, as ``jax.jacrev`` takes them: row ``i`` of
+    a block is the rule applied to the basis cotangent ``e_i`` (a rule need not be linear, e.g. clipping).
+
+    Where the rule's structure gives each input entry at most one contributing output entry (elementwise
+    surrogate gradients), one application to all-ones cotangents gives every row at once and the block stays
+    diagonal (exact for any rule that maps a zero cotangent to zero); otherwise the rule is applied to every
+    basis vector (a dense block). Partials are composed linearly, so where a rule that is not linear in its
+    cotangent (clipping) is chained with other operations, ``jax.jacrev`` (which feeds it the actual cotangents)
+    can differ.
+    """
     from ._eliminate import sub_jacobian
 
-    f, idx, primals = active_call(primitive, params, invals, active)
+    f, idx, primals = active_call(P.custom_vjp_call_p, params, invals, active)
     outs, vjp = jax.vjp(f, *primals)
     diff = [o for o, out in enumerate(outs) if _inexact(out)]
 
-    def pullback(*cts):
+    def pullback(o, ct):
         full = [jnp.zeros_like(out) for out in outs]
-        for o, ct in zip(diff, cts):
-            full[o] = ct
+        full[o] = ct
         return list(vjp(full))
 
-    blocks = sub_jacobian(pullback, [outs[o] for o in diff])
-    result: list = [None] * len(invals)
-    for j, k in enumerate(idx):
-        row = [None] * len(outvals)
-        for c, o in enumerate(diff):
-            p = blocks[j][c]
-            row[o] = None if p is None else p.transpose()
-        result[k] = row
+    result: list = [[None] * len(outvals) if active[k] else None for k in range(len(invals))]
+    for o in diff:
+        structure = sub_jacobian(functools.partial(pullback, o), [outs[o]])
+        at_ones = None
+        for j, k in enumerate(idx):
+            p = structure[j][0]
+            if p is None:
+                continue
+            if is_local(p):
+                at_ones = pullback(o, jnp.ones_like(outs[o])) if at_ones is None else at_ones
+                result[k][o] = Partial.elementwise(at_ones[j], np.shape(primals[j]), np.shape(outs[o]),
+                                                   jnp.result_type(outs[o]))
+            else:
+                result[k][o] = _dense_vjp_block(lambda ct, o=o, j=j: pullback(o, ct)[j], outs[o], primals[j])
     return result
+
+
+def _dense_vjp_block(pullback, out, x) -> Partial:
+    basis = jnp.eye(int(np.size(out)), dtype=jnp.result_type(out)).reshape((-1,) + np.shape(out))
+    rows = jax.vmap(pullback)(basis).astype(jnp.result_type(out))
+    return Partial.dense(rows.reshape(np.shape(out) + np.shape(x)), np.shape(out), np.shape(x))
+
+
+def is_local(p: Partial) -> bool:
+    """An elementwise partial: every axis the identity of one label shared by input and output."""
+    return p.out_shape == p.in_shape and all(
+        a.index is None and b.index is None and a.labels == b.labels for a, b in zip(p.out_axes, p.in_axes))
+
+
+defrule(P.custom_jvp_call_p, _custom_jvp_partials)
+defrule(P.custom_vjp_call_p, _custom_vjp_partials)
 
 
 def build_graph(closed_jaxpr, args, n_outputs: int | None = None) -> Graph:
