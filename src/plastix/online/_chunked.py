@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..ad._partial import Partial, _batch_sum, canonical, structure_key
+from ..ad._partial import Partial, _batch_sum, canonical, compose, structure_key
 from ._jacobians import is_local
 
 __all__ = ["ChunkLayout", "chunk_layout", "row_factor", "col_factor", "row_key", "chunk_recursion", "chunk_end"]
@@ -42,13 +42,16 @@ class ChunkLayout:
     rows: tuple[int, ...]
     val_rows: tuple[int, ...]
     cols: tuple[int, ...]
+    scaled: bool = False
 
 
-def chunk_layout(block, H, F, blocks, template: Partial) -> ChunkLayout | None:
+def chunk_layout(block, H, F, blocks, template: Partial, factor=None) -> ChunkLayout | None:
     """The layout of ``block = (state a, parameter p)`` if its trace has the per-neuron form, else ``None``.
 
     Requires: no other traced block of ``p`` is coupled to ``a`` through ``H``; ``H[a][a]`` is per element of
-    the state; ``F[a][p]`` has the trace's structure and values only on the parameter's own axes.
+    the state; ``F[a][p]`` has the trace's structure and values only on the parameter's own axes, or is the
+    product of a per-element factor and such a partial (``factor = (J, E)``, ``F = J·E``: the layout is
+    ``scaled``, ``F_t[r, c] = a_t[r]·x_t[c]``, as through a reset ``u·(1 - z)`` that is not detached).
     """
     a, p = block
     for b in range(len(H)):
@@ -69,11 +72,27 @@ def chunk_layout(block, H, F, blocks, template: Partial) -> ChunkLayout | None:
         if not is_local(h) or not set(_row_labels(h, template)) <= set(val_rows):
             return None
     f = F[a][p]
-    if f is not None:
-        f = canonical(f)
-        if structure_key(f) != structure_key(template) or (f.val is not None and not set(f.val_labels) <= set(cols)):
-            return None
-    return ChunkLayout(rows, val_rows, cols)
+    if f is None or _column_factor(f, template, cols):
+        return ChunkLayout(rows, val_rows, cols)
+    if factor is not None and _scaled(f, factor, template, val_rows, cols):
+        return ChunkLayout(rows, val_rows, cols, scaled=True)
+    return None
+
+
+def _column_factor(f: Partial, template: Partial, cols) -> bool:
+    f = canonical(f)
+    return structure_key(f) == structure_key(template) and (f.val is None or set(f.val_labels) <= set(cols))
+
+
+def _scaled(f: Partial, factor, template: Partial, val_rows, cols) -> bool:
+    """Whether ``f = J·E`` with ``J`` per element of the state (values on stored rows) and ``E`` a column factor."""
+    J, E = factor
+    if J is None or E is None or not is_local(J) or J.out_shape != template.out_shape:
+        return False
+    if not set(_row_labels(J, template)) <= set(val_rows) or not _column_factor(E, template, cols):
+        return False
+    product, _ = compose(J, E)
+    return product is not None and structure_key(canonical(product)) == structure_key(canonical(f))
 
 
 def _row_labels(h: Partial, template: Partial) -> tuple[int, ...]:
@@ -139,7 +158,7 @@ def chunk_recursion(h, signal):
     return a_first, b_first, a_k, b_k
 
 
-def chunk_end(trace: Partial, recursion, x, coefficient, template: Partial, layout: ChunkLayout):
+def chunk_end(trace: Partial, recursion, x, coefficient, template: Partial, layout: ChunkLayout, scale=None):
     """Advance a batched trace over one chunk and return it with the chunk's gradient contribution.
 
     Args:
@@ -148,11 +167,15 @@ def chunk_end(trace: Partial, recursion, x, coefficient, template: Partial, layo
         x: ``(K, batch, *cols)`` column factors.
         coefficient: ``(K, batch, *rows)``: ``B_k``, or ``B_k + δ_k`` where the parameter's within-step gradient
             ``δ_k ⊗ x_k`` (``δ_k = ∂ℓ_k/∂s_k``, its path through ``F_k``) is added here, in the same product.
+        scale: for a ``scaled`` layout, ``(K, batch, *rows)`` row factors ``a_k`` of ``F_k = a_k ⊗ x_k``; they
+            multiply ``A_k`` and the coefficient before the products.
 
     Returns:
         ``(trace at the chunk's end, dense gradient contribution summed over the batch)``.
     """
     a_first, b_first, a_k, _ = recursion
+    if scale is not None:
+        a_k, coefficient = a_k * scale, coefficient * scale
     g0 = trace.val
     drop = [k for k, r in enumerate(layout.rows) if r not in layout.val_rows]
     a_first = jnp.squeeze(a_first, [1 + k for k in drop])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -36,13 +36,17 @@ class StepJacobians:
 
     * ``H_local``: ``H`` accumulated only along edges that map each neuron to itself (used by ``eprop``);
     * ``F_layer``: ``F`` without the cross-layer paths, those that reach a state leaf through the neurons of
-      another *layer* (leaves joined by neuron-local paths form one layer; see :func:`_layer_blocks`).
+      another *layer* (leaves joined by neuron-local paths form one layer; see :func:`_layer_blocks`);
+    * ``factors``: ``{(a, p): (J, E)}`` for a parameter that enters the step through one edge ``E = ∂v/∂θ_p``
+      (a weight in ``W @ x``): ``J = ∂s'_a/∂v`` along the same paths as ``F_layer``, so ``F_layer[a][p] = J·E``
+      (what lets a trace through a reset be advanced in chunks).
     """
 
     H: list[list[Partial | None]]
     F: list[list[Partial | None]]
     H_local: list[list[Partial | None]] | None
     F_layer: list[list[Partial | None]] | None
+    factors: dict = field(default_factory=dict)
 
 
 def is_local(p: Partial) -> bool:
@@ -196,10 +200,30 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
         return StepJacobians(H, F, None, None)
     local_rows = _local_blocks(g, ins[n_params:], order)
     layers = _layers(local_rows)
-    F_layer = F
+    F_layer, edge_sets = F, [(g.edges, range(len(layers)))]
     if len(set(layers)) > 1:
-        F_layer = _expand(_layer_blocks(g, n_params, layers, order), args.floats, n_state, n_params)
-    return StepJacobians(H, F, _expand(local_rows, args.floats, n_state), F_layer)
+        rows, edge_sets = _layer_blocks(g, n_params, layers, order)
+        F_layer = _expand(rows, args.floats, n_state, n_params)
+    factors = {(args.floats[j], p): f for (j, p), f in _factors(g, n_params, edge_sets, order).items()}
+    return StepJacobians(H, F, _expand(local_rows, args.floats, n_state), F_layer, factors)
+
+
+def _factors(g: Graph, n_params: int, edge_sets, order) -> dict:
+    """``{(float leaf, parameter): (J, E)}`` for parameters with a single out-edge ``E`` (see StepJacobians)."""
+    found = {}
+    for p, pid in enumerate(g.inputs[:n_params]):
+        out = [(k, e) for k, e in g.edges.items() if k[0] == pid]
+        if len(out) != 1:
+            continue
+        (_, v), E = out[0]
+        info = dict(g.info) | {v: replace(g.info[v], role="input")}
+        for edges, leaves in edge_sets:
+            derived = reachable(edges, [v])
+            sub = Graph([v], g.outputs, {k: e for k, e in edges.items() if k[0] in derived}, info, g.values)
+            eliminated, _ = eliminate(sub, resolve_order(sub, _order_for(order)))
+            for j in leaves:
+                found[(j, p)] = (eliminated.get((v, g.outputs[j])), E)
+    return found
 
 
 def _layers(local_rows) -> list[int]:
@@ -218,8 +242,8 @@ def _layers(local_rows) -> list[int]:
     return [root(a) for a in range(len(layer))]
 
 
-def _layer_blocks(g: Graph, n_params: int, layers: list[int], order) -> list[list[Partial | None]]:
-    """``F`` blocks ``[float leaf][parameter]`` without cross-layer paths.
+def _layer_blocks(g: Graph, n_params: int, layers: list[int], order):
+    """``F`` blocks ``[float leaf][parameter]`` without cross-layer paths, and per layer the edges they use.
 
     A layer's *cone* is what its state reaches along neuron-local edges: its neurons' own values (membrane,
     spikes, new state). A path into leaf ``a`` through another layer's cone (outside ``a``'s own) carries the
@@ -230,9 +254,11 @@ def _layer_blocks(g: Graph, n_params: int, layers: list[int], order) -> list[lis
     cones = {layer: reachable(local_edges, [state_ids[j] for j, m in enumerate(layers) if m == layer])
              for layer in set(layers)}
     rows: list[list[Partial | None]] = [[] for _ in layers]
+    edge_sets = []
     for layer in set(layers):
         blocked = set().union(*(c for other, c in cones.items() if other != layer)) - cones[layer]
         kept = {k: p for k, p in g.edges.items() if k[0] not in blocked and k[1] not in blocked}
+        edge_sets.append((kept, [j for j, m in enumerate(layers) if m == layer]))
         derived = reachable(kept, g.inputs[:n_params])
         kept = {k: p for k, p in kept.items() if k[0] in derived}
         pruned = Graph(g.inputs[:n_params], g.outputs, kept, g.info, g.values)
@@ -240,7 +266,7 @@ def _layer_blocks(g: Graph, n_params: int, layers: list[int], order) -> list[lis
         for j, out in enumerate(g.outputs):
             if layers[j] == layer:
                 rows[j] = [edges.get((i, out)) for i in g.inputs[:n_params]]
-    return rows
+    return rows, edge_sets
 
 
 def split_step(step, params, state, x):

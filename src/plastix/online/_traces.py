@@ -198,7 +198,7 @@ def plan_traces(step, params, state, x, mode: str, *, order="rev", drop=()) -> T
                             t.dtype)
             found[k] = t
         found["blocks"] = blocks
-        found["chunks"] = {k: chunk_layout(k, H, F, blocks, found[k]) for k in blocks}
+        found["chunks"] = {k: chunk_layout(k, H, F, blocks, found[k], jac.factors.get(k)) for k in blocks}
         found["sources"] = {p: [a for a in range(len(jac.F)) if jac.F[a][p] is not None] for (_, p) in blocks}
         return 0
 
@@ -314,7 +314,12 @@ def _next_traces(step, plan: TracePlan, params, state, traces, x, order, chunked
     pieces = {}
     for (a, p) in chunked:
         template, layout = plan.templates[(a, p)], plan.chunks[(a, p)]
-        pieces[(a, p)] = (row_factor(H[a][a], template, layout), col_factor(F[a][p], template, layout))
+        if layout.scaled:
+            J, E = jac.factors[(a, p)]
+            pieces[(a, p)] = (row_factor(H[a][a], template, layout), col_factor(E, template, layout),
+                              row_factor(J, template, layout))
+        else:
+            pieces[(a, p)] = (row_factor(H[a][a], template, layout), col_factor(F[a][p], template, layout), None)
     return new, pieces
 
 
@@ -345,7 +350,8 @@ def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, tar
     contracted over the batch in one product (a matrix product for a low-rank trace), so no per-example
     gradient is ever formed. The blocks in ``chunked`` are neither advanced nor contracted; for them the
     returned ``pieces`` hold what :func:`._chunked.chunk_end` needs, each array once: ``"rows"`` (``h_t`` by
-    :func:`._chunked.row_key`), ``"cols"`` (``x_t`` by block), ``"signal"`` (``L_t`` by state leaf) and
+    :func:`._chunked.row_key`), ``"cols"`` (``x_t`` by block), ``"scale"`` (``a_t`` of ``F_t = a_t ⊗ x_t`` by
+    block, for scaled layouts), ``"signal"`` (``L_t`` by state leaf) and
     ``"delta"`` (the new state's cotangent ``δ_t`` by state leaf, for the folded parameters of
     :attr:`TracePlan.folds`, whose within-step gradient ``δ_t ⊗ x_t`` is left to the chunk).
 
@@ -360,10 +366,12 @@ def online_step_batch(step, loss, plan: TracePlan, params, state, traces, x, tar
             grads[p] = grads[p] + batch_vjp(signals[a], g).astype(grads[p].dtype)
     next_one = lambda s, tr, x: _next_traces(step, plan, params, s, tr, x, order, chunked)
     new_traces, factors = jax.vmap(next_one)(state, traces, x)
-    pieces = {"rows": {}, "cols": {}, "signal": {}, "delta": {}}
-    for (a, p), (h, f) in factors.items():
+    pieces = {"rows": {}, "cols": {}, "scale": {}, "signal": {}, "delta": {}}
+    for (a, p), (h, f, scale) in factors.items():
         pieces["rows"].setdefault(row_key((a, p), plan.templates[(a, p)], chunked[(a, p)]), h)
         pieces["cols"][(a, p)] = f
+        if scale is not None:
+            pieces["scale"][(a, p)] = scale
         pieces["signal"][a] = signals[a]
         if folded.get(p) == a:
             pieces["delta"][a] = deltas[a]
@@ -562,7 +570,7 @@ def _online(step, loss, plan: TracePlan, params, carry: StreamCarry, xs, targets
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)
             new_state, new_traces = keep(new_state, state), keep(new_traces, traces)
             value, step_grads = jnp.where(live, value, 0), [jnp.where(live, g, 0) for g in step_grads]
-            fill = {"rows": 1, "cols": 0, "signal": 0, "delta": 0}
+            fill = {"rows": 1, "cols": 0, "scale": 0, "signal": 0, "delta": 0}
             pieces = {kind: {k: jnp.where(live, v, fill[kind]) for k, v in group.items()}
                       for kind, group in pieces.items()}
         grads = [g + s.astype(g.dtype) for g, s in zip(grads, step_grads)]
@@ -586,7 +594,7 @@ def _online(step, loss, plan: TracePlan, params, carry: StreamCarry, xs, targets
                 b_k = recursions[key][3]
                 coefficients[(key, fold)] = b_k + pieces["delta"][a] if fold else b_k
             traces[(a, p)], g = chunk_end(traces[(a, p)], recursions[key], x, coefficients[(key, fold)], template,
-                                          layout)
+                                          layout, pieces["scale"].get((a, p)))
             grads[p] = grads[p] + g.astype(grads[p].dtype)
         return state, traces, total, grads
 
