@@ -388,3 +388,36 @@ def test_bad_inputs_are_named():
         po.value_and_grad(step, mse, "diagonal", chunk=0)
     with pytest.raises(ValueError, match=r"needs traces of 5 numbers.*max_trace_size=3"):
         po.value_and_grad(step, mse, "diagonal", max_trace_size=3)(params, u0, xs, ts)
+
+
+@pytest.mark.parametrize("spelling", ["zero-reset", "reset-through", "where-reset"])
+def test_traces_through_a_reset_are_chunked_exactly(spelling):
+    """Textbook spellings whose F is a per-neuron factor times the input (``u·(1 - z)``, a reset that is not
+    detached, ``jnp.where``) get the scaled chunk layout; chunks of 5 and 7 (T = 24 not a multiple) equal the
+    step-by-step update and BPTT."""
+    def step(params, u, x):
+        u = 0.95 * u + x @ params["W"].T
+        z = SPIKE(u - 1.0)
+        if spelling == "zero-reset":
+            u = u * (1.0 - z)
+        elif spelling == "reset-through":
+            u = u - z
+        else:
+            u = jnp.where(u > 1.0, 0.0, u) + 0.0 * z
+        return u, params["Wo"] @ z
+
+    W, Wo = weights(5, (N, M), (C, N), scale=2.5)
+    params, v0 = {"W": W, "Wo": Wo}, jnp.zeros((2, N))
+    xs, ts = data(6, batch=2)
+    def fired(u, x):
+        pre = 0.95 * u + x @ params["W"].T
+        return step(params, u, x)[0], (pre > 1.0).mean()
+
+    rate = float(np.mean([lax.scan(fired, v0[0], xs[:, b])[1].mean() for b in range(2)]))
+    assert 0.01 <= rate <= 0.6, rate
+    plan = po.plan_traces(step, params, v0[0], xs[0, 0], "diagonal")
+    assert [layout.scaled for layout in plan.chunks.values()] == [True], plan.chunks
+    _, ref = po.value_and_grad(step, mse, "bptt", batched=True)(params, v0, xs, ts)
+    for chunk in (1, 5, 7):
+        _, grads = jax.jit(po.value_and_grad(step, mse, "diagonal", batched=True, chunk=chunk))(params, v0, xs, ts)
+        assert_close(grads, ref, atol=1e-8)

@@ -209,21 +209,45 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
 
 
 def _factors(g: Graph, n_params: int, edge_sets, order) -> dict:
-    """``{(float leaf, parameter): (J, E)}`` for parameters with a single out-edge ``E`` (see StepJacobians)."""
+    """``{(float leaf, parameter): (J, E)}`` where the parameter reaches the state through a chain of single edges
+    (``W -> W.T -> x @ W.T``) whose end ``v`` has the leaf's shape: ``E = ∂v/∂θ_p``, ``J = ∂s'/∂v``."""
     found = {}
     for p, pid in enumerate(g.inputs[:n_params]):
-        out = [(k, e) for k, e in g.edges.items() if k[0] == pid]
-        if len(out) != 1:
-            continue
-        (_, v), E = out[0]
-        info = dict(g.info) | {v: replace(g.info[v], role="input")}
         for edges, leaves in edge_sets:
-            derived = reachable(edges, [v])
-            sub = Graph([v], g.outputs, {k: e for k, e in edges.items() if k[0] in derived}, info, g.values)
-            eliminated, _ = eliminate(sub, resolve_order(sub, _order_for(order)))
+            chain = _single_edge_chain(edges, pid)
             for j in leaves:
-                found[(j, p)] = (eliminated.get((v, g.outputs[j])), E)
+                shape = g.info[g.outputs[j]].shape
+                v, E = next(((v, E) for v, E in chain if g.info[v].shape == shape), (None, None))
+                if v is not None:
+                    found[(j, p)] = (_jacobian_from(g, edges, v, g.outputs[j], order), E)
     return found
+
+
+def _single_edge_chain(edges, start: int, hops: int = 4) -> list:
+    """``[(v, ∂v/∂start)]`` along the path from ``start`` while each vertex has exactly one out-edge."""
+    out: dict[int, list] = {}
+    for (u, w), p in edges.items():
+        out.setdefault(u, []).append((w, p))
+    chain, u, acc = [], start, None
+    for _ in range(hops):
+        if len(out.get(u, [])) != 1:
+            break
+        w, p = out[u][0]
+        acc = p if acc is None else compose(p, acc)[0]
+        if acc is None:
+            break
+        chain.append((w, acc))
+        u = w
+    return chain
+
+
+def _jacobian_from(g: Graph, edges, v: int, target: int, order) -> Partial | None:
+    """``∂target/∂v`` along ``edges``."""
+    derived = reachable(edges, [v])
+    info = dict(g.info) | {v: replace(g.info[v], role="input")}
+    sub = Graph([v], [target], {k: e for k, e in edges.items() if k[0] in derived}, info, g.values)
+    eliminated, _ = eliminate(sub, resolve_order(sub, _order_for(order)))
+    return eliminated.get((v, target))
 
 
 def _layers(local_rows) -> list[int]:
