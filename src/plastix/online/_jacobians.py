@@ -162,12 +162,20 @@ def _order_for(order):
     return order if isinstance(order, str) else "rev"
 
 
+def _eliminated_from(g: Graph, edges: dict, starts, order) -> dict:
+    """The accumulated ``{(start, output): Partial}`` of ``g`` restricted to ``edges`` downstream of ``starts``
+    (which act as inputs, also where they are intermediate vertices of ``g``)."""
+    derived = reachable(edges, starts)
+    info = dict(g.info) | {v: replace(g.info[v], role="input") for v in starts}
+    sub = Graph(starts, g.outputs, {k: e for k, e in edges.items() if k[0] in derived}, info, g.values)
+    eliminated, _ = eliminate(sub, resolve_order(sub, _order_for(order)))
+    return eliminated
+
+
 def _local_blocks(g: Graph, starts: list[int], order) -> list[list[Partial | None]]:
     """Blocks ``[output][start]`` accumulated only along neuron-local edges downstream of ``starts``."""
-    derived = reachable(g.edges, starts)
-    kept = {k: p for k, p in g.edges.items() if k[0] in derived and is_neuron_local(p)}
-    pruned = Graph(starts, g.outputs, kept, g.info, g.values)
-    edges, _ = eliminate(pruned, resolve_order(pruned, _order_for(order)))
+    local = {k: p for k, p in g.edges.items() if is_neuron_local(p)}
+    edges = _eliminated_from(g, local, starts, order)
     return [[edges.get((s, o)) for s in starts] for o in g.outputs]
 
 
@@ -219,7 +227,7 @@ def _factors(g: Graph, n_params: int, edge_sets, order) -> dict:
                 shape = g.info[g.outputs[j]].shape
                 v, E = next(((v, E) for v, E in chain if g.info[v].shape == shape), (None, None))
                 if v is not None:
-                    found[(j, p)] = (_jacobian_from(g, edges, v, g.outputs[j], order), E)
+                    found[(j, p)] = (_eliminated_from(g, edges, [v], order).get((v, g.outputs[j])), E)
     return found
 
 
@@ -239,15 +247,6 @@ def _single_edge_chain(edges, start: int, hops: int = 4) -> list:
         chain.append((w, acc))
         u = w
     return chain
-
-
-def _jacobian_from(g: Graph, edges, v: int, target: int, order) -> Partial | None:
-    """``∂target/∂v`` along ``edges``."""
-    derived = reachable(edges, [v])
-    info = dict(g.info) | {v: replace(g.info[v], role="input")}
-    sub = Graph([v], [target], {k: e for k, e in edges.items() if k[0] in derived}, info, g.values)
-    eliminated, _ = eliminate(sub, resolve_order(sub, _order_for(order)))
-    return eliminated.get((v, target))
 
 
 def _layers(local_rows) -> list[int]:
@@ -283,10 +282,7 @@ def _layer_blocks(g: Graph, n_params: int, layers: list[int], order):
         blocked = set().union(*(c for other, c in cones.items() if other != layer)) - cones[layer]
         kept = {k: p for k, p in g.edges.items() if k[0] not in blocked and k[1] not in blocked}
         edge_sets.append((kept, [j for j, m in enumerate(layers) if m == layer]))
-        derived = reachable(kept, g.inputs[:n_params])
-        kept = {k: p for k, p in kept.items() if k[0] in derived}
-        pruned = Graph(g.inputs[:n_params], g.outputs, kept, g.info, g.values)
-        edges, _ = eliminate(pruned, resolve_order(pruned, _order_for(order)))
+        edges = _eliminated_from(g, kept, g.inputs[:n_params], order)
         for j, out in enumerate(g.outputs):
             if layers[j] == layer:
                 rows[j] = [edges.get((i, out)) for i in g.inputs[:n_params]]
