@@ -174,9 +174,47 @@ def _eliminated_from(g: Graph, edges: dict, starts, order) -> dict:
 
 def _local_blocks(g: Graph, starts: list[int], order) -> list[list[Partial | None]]:
     """Blocks ``[output][start]`` accumulated only along neuron-local edges downstream of ``starts``."""
-    local = {k: p for k, p in g.edges.items() if is_neuron_local(p)}
-    edges = _eliminated_from(g, local, starts, order)
+    edges = _eliminated_from(g, _neuron_local_edges(g, starts), starts, order)
     return [[edges.get((s, o)) for s in starts] for o in g.outputs]
+
+
+def _neuron_local_edges(g: Graph, starts) -> dict:
+    """The edges downstream of the state vertices ``starts`` that map each neuron only to the same neuron.
+
+    The neuron axis is followed from vertex to vertex (axis 0 of a state; the axis of a later value that carries
+    the same index), so ``(A @ c.T).T`` on a compartment leaf stays local while ``W @ z`` does not. A vertex
+    keeps the neuron axis of its first local in-edge; an edge that maps it elsewhere is not local.
+    """
+    axis: dict[int, int | None] = {s: (0 if g.info[s].shape else None) for s in starts}
+    local = {}
+    for (u, w) in sorted(g.edges, key=lambda k: (k[0], k[1])):  # ids are in forward order
+        if u not in axis:
+            continue
+        p = g.edges[(u, w)]
+        k = _carried_axis(p, axis[u])
+        if k is False or axis.setdefault(w, k) != k:
+            continue
+        local[(u, w)] = p
+    return local
+
+
+def _carried_axis(p: Partial, k: int | None):
+    """The output axis of ``p`` that carries input axis ``k`` index for index (``None`` for a scalar neuron),
+    or ``False``."""
+    if k is None:
+        return None if not p.out_shape else False
+    source = p.in_axes[k]
+    for j, target in enumerate(p.out_axes):
+        if p.out_shape[j] != p.in_shape[k]:
+            continue
+        if source.index is None and target.index is None:
+            if source.labels == target.labels:
+                return j
+            continue
+        grid = _Grid(sorted(set(source.labels) | set(target.labels)), p.sizes)
+        if np.array_equal(grid.eval(source), grid.eval(target)):
+            return j
+    return False
 
 
 def _expand(rows, floats: list[int], n: int, cols: int | None = None):
@@ -272,8 +310,8 @@ def _layer_blocks(g: Graph, n_params: int, layers: list[int], order):
     spikes, new state). A path into leaf ``a`` through another layer's cone (outside ``a``'s own) carries the
     parameter's influence through that layer's neurons: it is cut.
     """
-    local_edges = {k: p for k, p in g.edges.items() if is_neuron_local(p)}
     state_ids = g.inputs[n_params:]
+    local_edges = _neuron_local_edges(g, state_ids)
     cones = {layer: reachable(local_edges, [state_ids[j] for j, m in enumerate(layers) if m == layer])
              for layer in set(layers)}
     rows: list[list[Partial | None]] = [[] for _ in layers]
