@@ -1,10 +1,13 @@
 """Graph construction: numbering, pruning, summaries, custom rules, fallbacks, errors."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from jax.extend.core import Primitive
 
 import plastix
 
@@ -89,9 +92,29 @@ def test_fingerprint_is_stable_and_structure_sensitive():
     assert a != plastix.graph(lambda x: jnp.cos(x) * x)(jnp.ones(3)).fingerprint()
 
 
+_opaque_p = Primitive("plastix_test_opaque")  # no JVP rule: JAX cannot differentiate it either
+_opaque_p.def_impl(lambda x: 2.0 * x)
+_opaque_p.def_abstract_eval(lambda aval: aval)
+
+
 def test_unknown_primitive_names_itself_and_how_to_register():
-    with pytest.raises(NotImplementedError, match=r"'fft'.*defrule"):
-        plastix.jacve(lambda x: jnp.fft.fft(x).real)(jnp.ones(4))
+    with pytest.raises(NotImplementedError, match=r"'plastix_test_opaque'.*JAX cannot differentiate.*defrule"):
+        plastix.jacve(lambda x: _opaque_p.bind(jnp.sin(x)))(jnp.ones(4))
+
+
+def test_primitive_without_a_rule_takes_the_dense_fallback_visibly(monkeypatch):
+    """A primitive JAX differentiates but plastix has no rule for: a dense block from JAX's forward mode, marked
+    in the summary, counted as dense, and one warning naming it (``scatter-mul`` has no rule)."""
+    monkeypatch.setattr(plastix.ad._rules, "_warned", set())  # as in a fresh process
+    f = lambda x: jnp.sin(x.at[jnp.array([1, 3])].multiply(x[:2], unique_indices=True))
+    x = jnp.array([0.5, 1.0, -2.0, 0.3])
+    with pytest.warns(UserWarning, match="'scatter-mul'"):
+        g = plastix.graph(f)(x)
+    assert "[dense fallback via JAX AD]" in g.summary() and "1 dense fallback(s)" in g.summary()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only once per primitive
+        np.testing.assert_allclose(plastix.jacve(f)(x), jax.jacrev(f)(x), rtol=1e-12)
+        assert plastix.count_muls(f, order="fwd")(x) == 4 * 4  # the sin diagonal times the dense 4x4 block
 
 
 @jax.custom_vjp

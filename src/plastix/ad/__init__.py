@@ -9,7 +9,7 @@ from ._cost import CostGraph
 from ._eliminate import eliminate, resolve_order
 from ._graph import Graph, VertexInfo, build_graph
 from ._partial import Axis, Partial
-from ._rules import defdense, defelementwise, defrule, defzero, rules
+from ._rules import defdense, defelementwise, defelementwise_jvp, defrule, defzero, rules
 from .api import count_muls, graph, jacve
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "count_muls",
     "defdense",
     "defelementwise",
+    "defelementwise_jvp",
     "defrule",
     "defzero",
     "eliminate",

@@ -11,7 +11,7 @@ import numpy as np
 from jax.extend import core
 
 from ._partial import Partial, add
-from ._rules import P, active_call, bind, defrule, dense_rules, expansions, is_concrete, rules
+from ._rules import P, active_call, bind, defrule, expansions, is_concrete, pair_shape, partials, real_dtype
 
 __all__ = ["Graph", "VertexInfo", "build_graph", "reachable"]
 
@@ -117,10 +117,11 @@ class _Builder:
         self.next_id = 1
 
     def vertex(self, primitive: str, value, role: str, note: str = "", vid: int | None = None) -> int:
+        """A new vertex for ``value`` (a complex array as real (re, im) pairs: a trailing axis of 2)."""
         if vid is None:
             vid = self.next_id
             self.next_id += 1
-        self.info[vid] = VertexInfo(vid, primitive, tuple(np.shape(value)), jnp.result_type(value), role, note)
+        self.info[vid] = VertexInfo(vid, primitive, pair_shape(value), real_dtype(value), role, note)
         return vid
 
     def edge(self, u: int, v: int, p: Partial) -> None:
@@ -164,12 +165,11 @@ class _Builder:
         if inner is not None:
             return self.run(inner[0], inner[1], invals, in_ids)
         outvals = bind(primitive, eqn.params, invals)
-        partials = self.partials(primitive, eqn.params, invals, outvals, active)
-        note = "dense fallback via JAX AD" if primitive in dense_rules else ""
+        per_input, note = partials(primitive, eqn.params, invals, outvals, active)
         out_ids = []
         for o, out in enumerate(outvals):
-            edges = [(in_ids[k], partials[k][o]) for k in range(len(invals))
-                     if active[k] and partials[k] is not None and partials[k][o] is not None]
+            edges = [(in_ids[k], per_input[k][o]) for k in range(len(invals))
+                     if active[k] and per_input[k] is not None and per_input[k][o] is not None]
             if not edges or not _inexact(out):
                 out_ids.append(None)
                 continue
@@ -178,20 +178,6 @@ class _Builder:
                 self.edge(u, v, p)
             out_ids.append(v)
         return outvals, out_ids
-
-    def partials(self, primitive, params, invals, outvals, active):
-        """Per input, a list with one ``Partial | None`` per output."""
-        rule = rules.get(primitive)
-        if rule is None:
-            raise NotImplementedError(
-                f"plastix.ad has no partial-derivative rule for the JAX primitive '{primitive.name}'. "
-                f"Register one with plastix.ad.defrule({primitive.name}_p, rule) where "
-                f"rule(invals, outvals, active, **params) returns one Partial (or None) per input; "
-                f"plastix.ad.defdense({primitive.name}_p) registers a dense fallback via JAX's own AD.")
-        result = rule(invals, outvals, active, **params)
-        if primitive.multiple_results:
-            return [r if r is None else list(r) for r in result]
-        return [[r] for r in result]
 
 
 def _custom_jvp_partials(invals, outvals, active, **params):
@@ -281,7 +267,7 @@ def build_graph(closed_jaxpr, args, n_outputs: int | None = None) -> Graph:
     for o in range(n_outputs):
         sink = builder.vertex("output", values[o], "output", vid=-(2 * 10 ** 9) - o)
         if out_ids[o] is not None and _inexact(values[o]):
-            builder.edge(out_ids[o], sink, Partial.identity(np.shape(values[o]), jnp.result_type(values[o])))
+            builder.edge(out_ids[o], sink, Partial.identity(pair_shape(values[o]), real_dtype(values[o])))
         sinks.append(sink)
     return _prune_and_number(builder, input_ids, sinks, values, n_in)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 __all__ = ["Axis", "Partial"]
 
@@ -209,27 +210,32 @@ class Partial:
         return self._todense_scatter(positions, shape)
 
     def _todense_einsum(self, positions, shape):
-        letters = iter(string.ascii_letters)
-        pos_letters = [next(letters) for _ in positions]
-        first: dict[int, str] = {}
-        operands, specs = [], []
-        for letter, axis in zip(pos_letters, positions):
-            label = axis.labels[0]
-            if label in first:
-                operands.append(jnp.eye(self.sizes[label], dtype=self.dtype))
-                specs.append(first[label] + letter)
-            else:
-                first[label] = letter
-                if label not in self.val_labels:
-                    operands.append(jnp.ones(self.sizes[label], self.dtype))
-                    specs.append(letter)
-        if self.val is not None:
-            operands.append(self.val.astype(self.dtype))
-            specs.append("".join(first[label] for label in self.val_labels))
-        if not operands:
-            return jnp.ones(shape, self.dtype)
-        out = jnp.einsum(",".join(specs) + "->" + "".join(pos_letters), *operands)
-        return out.reshape(shape).astype(self.dtype)
+        # The stored values broadcast over the distinct labels, then put on the diagonals of coupled axes by a
+        # select: nothing is multiplied by a structural zero, so an infinite value stays on its own entries.
+        first: dict[int, int] = {}
+        for k, axis in enumerate(positions):
+            first.setdefault(axis.labels[0], k)
+        labels = list(first)
+        core_shape = [self.sizes[label] for label in labels]
+        if self.val is None:
+            core = jnp.ones(core_shape, self.dtype)
+        else:
+            present = sorted(range(len(self.val_labels)), key=lambda k: labels.index(self.val_labels[k]))
+            val = jnp.transpose(self.val.astype(self.dtype), present)
+            stored = {self.val_labels[k] for k in present}
+            core = jnp.broadcast_to(val.reshape([n if label in stored else 1 for label, n in zip(labels, core_shape)]),
+                                    core_shape)
+        repeated = [k for k, axis in enumerate(positions) if first[axis.labels[0]] != k]
+        expanded = core.reshape([1 if k in repeated else n for k, n in enumerate(shape)])
+        full = jnp.broadcast_to(expanded, shape)
+        if not repeated:
+            return full
+        mask = None
+        for k in repeated:
+            same = (lax.broadcasted_iota(np.int32, shape, k)
+                    == lax.broadcasted_iota(np.int32, shape, first[positions[k].labels[0]]))
+            mask = same if mask is None else mask & same
+        return jnp.where(mask, full, jnp.zeros((), self.dtype))
 
     def _todense_scatter(self, positions, shape):
         labels = sorted({label for axis in positions for label in axis.labels} | set(self.val_labels))

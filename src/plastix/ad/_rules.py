@@ -5,12 +5,15 @@
 results a list with one ``Partial | None`` per result. The table is filled by small helpers in the style of
 ``jax/_src/interpreters/ad.py``: :func:`defelementwise`, :func:`defzero`, :func:`defdense`, ...
 
-A primitive without a rule raises ``NotImplementedError``; register one with :func:`defrule`.
+A primitive without a rule gets dense blocks from JAX's own AD of the equation (:func:`partials`, with a one-time
+warning); only a primitive that JAX cannot differentiate either raises ``NotImplementedError``. Complex values
+are real (re, im) pairs in the graph (:func:`realify`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -22,8 +25,9 @@ from jax.extend.core import primitives as _primitives
 
 from ._partial import Axis, Partial
 
-__all__ = ["rules", "dense_rules", "expansions", "defrule", "defexpand", "defelementwise", "defzero", "defdense",
-           "bind", "MAX_UNROLL"]
+__all__ = ["rules", "dense_rules", "complex_rules", "expansions", "defrule", "defexpand", "defelementwise",
+           "defelementwise_jvp", "defzero", "defdense", "dense_partials", "partials", "realify", "Rounding", "bind",
+           "MAX_UNROLL"]
 
 
 
@@ -88,6 +92,13 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def mask_of(pred, dtype):
+    """A 0/1 array from a predicate, as a ``select``: a product with it follows IEEE arithmetic (``0 * inf`` is NaN)
+    in eager and compiled code alike (XLA rewrites ``convert(pred) * x`` into ``select(pred, x, 0)``, which
+    would make the result depend on how the products are fused)."""
+    return jnp.where(pred, jnp.ones((), dtype), jnp.zeros((), dtype))
+
+
 # --------------------------------------------------------------------------------------------- helpers
 def defelementwise(primitive, *derivatives) -> None:
     """Register an elementwise primitive; ``derivatives[k](ans, *invals)`` is the derivative w.r.t. input k.
@@ -133,27 +144,86 @@ def defzero(primitive) -> None:
 def defdense(primitive) -> None:
     """Fallback: dense blocks computed with JAX's own forward-mode AD of the single equation.
 
-    Used for control flow (``cond``, ``scan``, ``while``) and a few primitives without exploitable structure;
-    ``Graph.summary()`` reports every equation that took this path.
+    Used for ``while`` loops and primitives without exploitable structure (linear algebra, ``fft``, ``sort``);
+    ``Graph.summary()`` reports every equation that took this path and :func:`plastix.count_muls` counts its
+    blocks as dense. A primitive with neither a rule nor a ``defdense`` registration takes the same path (with
+    a one-time warning) when JAX can differentiate it.
     """
-
-    def rule(invals, outvals, active, **params):
-        f, idx, primals = active_call(primitive, params, invals, active)
-        jac = jax.jacfwd(f, argnums=tuple(range(len(idx))))(*primals)
-        result: list = [None] * len(invals)
-        for j, k in enumerate(idx):
-            blocks = [_dense_block(jac[o][j], out, invals[k]) for o, out in enumerate(outvals)]
-            result[k] = blocks if primitive.multiple_results else blocks[0]
-        return result
-
     dense_rules.add(primitive)
-    defrule(primitive, rule)
+    defrule(primitive, lambda invals, outvals, active, **params: dense_partials(primitive, params, invals, outvals,
+                                                                               active))
 
 
-def _dense_block(jac, out, x):
-    if not jnp.issubdtype(out.dtype, jnp.inexact):
-        return None
-    return Partial.dense(jnp.asarray(jac, out.dtype), np.shape(out), np.shape(x))
+def is_complex(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.complexfloating)
+
+
+def _inexact(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def pair_shape(x) -> tuple[int, ...]:
+    """The shape of ``x``'s vertex: a complex array is a real array with a trailing (re, im) axis."""
+    return tuple(np.shape(x)) + ((2,) if is_complex(x) else ())
+
+
+def real_dtype(x) -> np.dtype:
+    """The dtype of ``x``'s vertex (the real dtype of the same precision for a complex array)."""
+    return np.dtype(jnp.finfo(jnp.result_type(x)).dtype) if is_complex(x) else np.dtype(jnp.result_type(x))
+
+
+def _to_pair(x):
+    return jnp.stack([jnp.real(x), jnp.imag(x)], -1) if is_complex(x) else x
+
+
+def _from_pair(x, like):
+    return lax.complex(x[..., 0], x[..., 1]).astype(jnp.result_type(like)) if is_complex(like) else x
+
+
+def _jacobian_by_jvps(f, primals) -> list[list]:
+    """``jax.jacfwd(f, argnums=all)(*primals)`` as one JVP per basis vector, without ``vmap``."""
+    outs = f(*primals)
+    jac = [[] for _ in outs]
+    for j, x in enumerate(primals):
+        columns = []
+        for e in jnp.eye(int(np.size(x)), dtype=jnp.result_type(x)):
+            tangents = [e.reshape(np.shape(x)) if i == j else jnp.zeros_like(p) for i, p in enumerate(primals)]
+            columns.append(jax.jvp(f, primals, tangents)[1])
+        for o, out in enumerate(outs):
+            block = jnp.stack([c[o] for c in columns], -1) if columns else jnp.zeros(np.shape(out) + (0,))
+            jac[o].append(block.reshape(np.shape(out) + np.shape(x)))
+    return jac
+
+
+def dense_partials(primitive, params, invals, outvals, active, *, reverse: bool = False) -> list:
+    """Dense blocks of one equation from JAX's own AD (forward mode, or reverse with ``reverse``), in the format
+    of a rule; complex inputs and outputs take part as (re, im) pairs, so the blocks are exact for maps that are
+    not complex-analytic too."""
+    idx = [k for k, a in enumerate(active) if a and _inexact(invals[k])]
+    keep = [o for o, out in enumerate(outvals) if _inexact(out)]
+    if not idx or not keep:
+        return [None] * len(invals)
+
+    def f(*xs):
+        args = list(invals)
+        for k, x in zip(idx, xs):
+            args[k] = _from_pair(x, invals[k])
+        outs = bind(primitive, params, args)
+        return [_to_pair(outs[o]) for o in keep]
+
+    primals = [_to_pair(invals[k]) for k in idx]
+    try:
+        jac = (jax.jacrev if reverse else jax.jacfwd)(f, argnums=tuple(range(len(idx))))(*primals)
+    except (ValueError, TypeError):  # a primitive whose JVP JAX cannot batch (generic reduce_window)
+        jac = _jacobian_by_jvps(f, primals)
+    result: list = [None] * len(invals)
+    for j, k in enumerate(idx):
+        blocks: list = [None] * len(outvals)
+        for i, o in enumerate(keep):
+            blocks[o] = Partial.dense(jnp.asarray(jac[i][j], real_dtype(outvals[o])), pair_shape(outvals[o]),
+                                      pair_shape(invals[k]))
+        result[k] = blocks if primitive.multiple_results else blocks[0]
+    return result
 
 
 def _indexmap(out_shape, in_shape, out_index, in_index, dtype, n: int) -> Partial | None:
@@ -256,7 +326,6 @@ defelementwise(P.abs_p, lambda ans, x: jnp.where(x >= 0, 1.0, -1.0).astype(ans.d
 defelementwise(P.atan2_p, lambda ans, x, y: y / (x * x + y * y), lambda ans, x, y: -x / (x * x + y * y))
 defelementwise(P.rem_p, lambda *_: ONE, lambda ans, x, y: -(jnp.sign(x / y) * jnp.floor(jnp.abs(x / y))))
 defelementwise(P.copy_p, lambda *_: ONE)
-defelementwise(P.reduce_precision_p, lambda *_: ONE)
 
 
 def _integer_pow(ans, x, *, y):
@@ -307,7 +376,7 @@ def _select_n_rule(invals, outvals, active, **params):
             result.append(None)
             continue
         mask = (pred == k) if pred.dtype != bool else (pred if k == 1 else jnp.logical_not(pred))
-        result.append(Partial.elementwise(mask.astype(out.dtype), np.shape(case), out.shape, out.dtype))
+        result.append(Partial.elementwise(mask_of(mask, out.dtype), np.shape(case), out.shape, out.dtype))
     return result
 
 
@@ -318,7 +387,7 @@ def _clamp_rule(invals, outvals, active, **params):
     lo, x, hi = invals
     out = outvals[0]
     d = [lambda: (lo > x) & (lo < hi), lambda: (x > lo) & (x < hi), lambda: hi < x]
-    return [Partial.elementwise(jnp.broadcast_to(d[k](), out.shape).astype(out.dtype), np.shape(v), out.shape,
+    return [Partial.elementwise(mask_of(jnp.broadcast_to(d[k](), out.shape), out.dtype), np.shape(v), out.shape,
                                 out.dtype) if active[k] else None for k, v in enumerate(invals)]
 
 
@@ -623,7 +692,7 @@ def _reduce_chooser_rule(invals, outvals, active, *, axes, **_):
     def partial():
         kept = [k for k in range(x.ndim) if k not in axes]
         ans = jnp.expand_dims(out, tuple(axes))
-        hits = (x == ans).astype(out.dtype)
+        hits = mask_of(x == ans, out.dtype)
         val = hits / jnp.sum(hits, axis=tuple(axes), keepdims=True)
         labels = tuple(range(x.ndim))
         return Partial(out.shape, x.shape, dict(enumerate(x.shape)), [Axis((k,)) for k in kept],
@@ -830,13 +899,7 @@ defrule(P.scatter_p, _scatter_rule)
 
 def _dynamic_fallback(primitive, invals, outvals, active, params):
     """Dense blocks through JAX's AD, for indexing whose indices are only known at run time."""
-    rule_active = [a and jnp.issubdtype(jnp.result_type(x), jnp.inexact) for a, x in zip(active, invals)]
-    saved = rules.get(primitive)
-    defdense(primitive)
-    dense = rules[primitive]
-    dense_rules.discard(primitive)
-    rules[primitive] = saved
-    return dense(invals, outvals, rule_active, **params)
+    return dense_partials(primitive, params, invals, outvals, active)
 
 
 def _starts(start_indices, shape, sizes):
@@ -852,7 +915,7 @@ def _starts(start_indices, shape, sizes):
 
 def _one_hot_block(start, n_small, n_big, dtype):
     """``M[a, b] = 1`` where ``b == start + a``: shape (n_small, n_big)."""
-    return (jnp.arange(n_big)[None, :] == start + jnp.arange(n_small)[:, None]).astype(dtype)
+    return mask_of(jnp.arange(n_big)[None, :] == start + jnp.arange(n_small)[:, None], dtype)
 
 
 def _window_partial(small_shape, big_shape, starts, dtype, small_is_out):
@@ -925,7 +988,7 @@ def _dynamic_update_slice_rule(invals, outvals, active, **_):
         else:
             inside = jnp.ones(update.shape, bool)
             mask = lax.dynamic_update_slice(jnp.ones(operand.shape, bool), ~inside, start_indices)
-            result[0] = Partial.elementwise(mask.astype(out.dtype), operand.shape, out.shape, out.dtype)
+            result[0] = Partial.elementwise(mask_of(mask, out.dtype), operand.shape, out.shape, out.dtype)
     if active[1]:
         result[1] = _window_partial(update.shape, operand.shape, starts, out.dtype, False)
     return result
@@ -990,8 +1053,323 @@ def _selected_branches(invals, *, branches, **_):
 defexpand(P.scan_p, _unrolled_scan)
 defexpand(P.cond_p, _selected_branches)
 
+# ----------------------------------------------------------------------------- values passed through
+def _pass_through_rule(invals, outvals, active, **params):
+    """Operand ``k`` is result ``k`` (``device_put``, ``optimization_barrier``: several operands at once)."""
+    return [[Partial.identity(np.shape(out), out.dtype) if j == k else None for j, out in enumerate(outvals)]
+            if is_active else None for k, is_active in enumerate(active)]
+
+
+for _p in (P.device_put_p, P.optimization_barrier_p):
+    defrule(_p, _pass_through_rule)
+for _p in (P.sharding_constraint_p, P.name_p):  # a sharding annotation, a checkpoint name
+    defelementwise(_p, lambda *_: ONE)
+defzero(P.dce_sink_p)  # no results
+
+
+def _primitive_of(fun, name: str):
+    """The primitive named ``name`` in the jaxpr of ``fun`` (for primitives JAX does not export)."""
+    eqns = jax.make_jaxpr(fun)(np.zeros(2, np.float32)).jaxpr.eqns
+    return next((e.primitive for e in eqns if e.primitive.name == name), None)
+
+
+for _p in (_primitive_of(lambda x: jax.debug.print("{}", x), "debug_print"),
+           _primitive_of(lambda x: jax.debug.callback(lambda v: None, x), "debug_callback")):
+    if _p is not None:
+        defzero(_p)  # no results: nothing to differentiate
+
+for _p in (P.bitcast_convert_type_p, P.population_count_p, P.clz_p, P.shift_left_p, P.shift_right_logical_p,
+           P.shift_right_arithmetic_p, P.mulhi_p, P.eq_to_p, P.le_to_p, P.lt_to_p, P.random_seed_p,
+           P.random_split_p, P.random_fold_in_p, P.threefry2x32_p, P.rng_bit_generator_p):
+    defzero(_p)  # integer (or key) results, or a zero derivative as in JAX
+
+
+# ---------------------------------------------------------------- elementwise, derivative from JAX's JVP
+def defelementwise_jvp(primitive) -> None:
+    """Register an elementwise primitive whose derivatives come from JAX's own JVP rule.
+
+    One JVP per active input with a tangent of ones gives the diagonal exactly (the map is elementwise), so the
+    partials stay diagonal, as with :func:`defelementwise`.
+    """
+
+    def rule(invals, outvals, active, **params):
+        out = outvals[0]
+        f, idx, primals = active_call(primitive, params, invals, active)
+        result: list = [None] * len(invals)
+        for j, k in enumerate(idx):
+            tangents = [jnp.ones_like(p) if i == j else jnp.zeros_like(p) for i, p in enumerate(primals)]
+            d = jax.jvp(f, primals, tangents)[1][0]
+            result[k] = Partial.elementwise(d, np.shape(invals[k]), out.shape, out.dtype)
+        return result
+
+    defrule(primitive, rule)
+
+
+for _p in (P.bessel_i0e_p, P.bessel_i1e_p, P.igamma_p, P.igammac_p, P.polygamma_p,
+           P.regularized_incomplete_beta_p, P.random_gamma_p):
+    defelementwise_jvp(_p)
+
+
+# ---------------------------------------------------------------------------- scatter: sub, max, min
+def _scatter_sub_rule(invals, outvals, active, **params):
+    if active[2] and not is_concrete(invals[1]):
+        return _dynamic_fallback(P.scatter_sub_p, invals, outvals, active, params)
+    result = _scatter_add_rule(invals, outvals, active, **params)
+    if result[2] is not None:
+        p = result[2]
+        val = -jnp.ones((), p.dtype) if p.val is None else -p.val
+        result[2] = Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, p.val_labels, val, p.dtype)
+    return result
+
+
+defrule(P.scatter_sub_p, _scatter_sub_rule)
+
+
+def _scatter_extremal_rule(primitive):
+    """``scatter-max``/``scatter-min`` with static indices: the operand keeps a diagonal and every update an index
+    map onto its destination, weighted as JAX's JVP weights them (ties share the derivative equally, the operand
+    counting as one contender)."""
+
+    def rule(invals, outvals, active, *, dimension_numbers, mode, **params):
+        operand, indices, updates = invals
+        out = outvals[0]
+        if not (active[0] or active[2]):
+            return [None, None, None]
+        if not is_concrete(indices):
+            return _dynamic_fallback(primitive, invals, outvals, active,
+                                     params | {"dimension_numbers": dimension_numbers, "mode": mode})
+        dest = _scatter_destinations(operand.shape, indices, updates.shape, dimension_numbers, mode).reshape(-1)
+        valid = np.flatnonzero(dest >= 0)
+        target = dest[valid]
+        flat_out = out.reshape(-1)
+        won = mask_of(updates.reshape(-1)[valid] == flat_out[target], out.dtype)
+        winners = jnp.zeros(out.size, out.dtype).at[target].add(won)
+        kept = mask_of(operand.reshape(-1) == flat_out, out.dtype)
+        result = [None, None, None]
+        if active[0]:
+            result[0] = Partial.elementwise((kept / (winners + kept)).reshape(out.shape), operand.shape, out.shape,
+                                            out.dtype)
+        if active[2] and valid.size:
+            share = won / (winners[target] + kept[target])
+            out_index = list(np.unravel_index(target, out.shape))
+            in_index = list(np.unravel_index(valid, updates.shape))
+            p = _indexmap(out.shape, updates.shape, out_index, in_index, out.dtype, valid.size)
+            result[2] = Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, (0,), share, out.dtype)
+        return result
+
+    return rule
+
+
+for _p in (P.scatter_max_p, P.scatter_min_p):
+    defrule(_p, _scatter_extremal_rule(_p))
+
+
+# ------------------------------------------------------------------------------------- reduce_precision
+class Rounding(Partial):
+    """The partial of ``reduce_precision``: the identity, except that whatever is composed with it is rounded.
+
+    JAX's JVP rounds the tangent that flows through ``reduce_precision`` (and its transpose the cotangent); here
+    the partial composed with this edge is rounded: in reverse order that is the accumulated cotangent (as
+    ``jax.jacrev``), in forward order the accumulated tangent (as ``jax.jacfwd``). Its structure is the
+    identity's, so counting and order search treat it as one.
+    """
+
+    def __init__(self, shape, dtype, exponent_bits: int, mantissa_bits: int):
+        labels = range(len(shape))
+        axes = [Axis((k,)) for k in labels]
+        super().__init__(shape, shape, dict(zip(labels, shape)), axes, axes, (), None, dtype)
+        self.bits = (exponent_bits, mantissa_bits)
+
+    def round(self, p: Partial) -> Partial:
+        """``p`` (composed with this edge on either side) with its stored values rounded."""
+        if p.val is None:
+            return p
+        val = lax.reduce_precision(p.val, *self.bits)
+        return Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, p.val_labels, val, p.dtype)
+
+
+def _reduce_precision_rule(invals, outvals, active, *, exponent_bits, mantissa_bits):
+    out = outvals[0]
+    return _only(active, 0, lambda: Rounding(out.shape, out.dtype, exponent_bits, mantissa_bits))
+
+
+defrule(P.reduce_precision_p, _reduce_precision_rule)
+
+
+# ------------------------------------------------------------------------------------------ complex values
+# A complex vertex is a real array with a trailing (re, im) axis of 2, so every partial is real and exact in any
+# order, also for maps that are not complex-analytic (real, imag, conj, abs). The rules of complex-analytic
+# primitives give the complex derivative (a C-linear map); `realify` turns it into the 2x2 real block
+# [[re, -im], [im, re]] per entry. Other primitives with complex values get `complex_rules` or a dense block.
+complex_rules: dict = {}
+HOLOMORPHIC = {P.neg_p, P.add_p, P.sub_p, P.mul_p, P.div_p, P.exp_p, P.log_p, P.log1p_p, P.expm1_p, P.sin_p,
+               P.cos_p, P.tan_p, P.sinh_p, P.cosh_p, P.tanh_p, P.logistic_p, P.sqrt_p, P.rsqrt_p, P.square_p,
+               P.integer_pow_p, P.pow_p, P.select_n_p, P.convert_element_type_p, P.copy_p, P.stop_gradient_p,
+               P.transpose_p, P.reshape_p, P.broadcast_in_dim_p, P.squeeze_p, P.slice_p, P.rev_p,
+               P.concatenate_p, P.split_p, P.pad_p, P.tile_p, P.stack_p, P.unstack_p, P.add_jaxvals_p,
+               P.reduce_sum_p, P.reduce_prod_p, P.cumsum_p, P.cumprod_p, P.dot_general_p, P.gather_p,
+               P.scatter_add_p, P.scatter_sub_p, P.scatter_p, P.dynamic_slice_p, P.dynamic_update_slice_p,
+               P.device_put_p, P.optimization_barrier_p, P.sharding_constraint_p, P.name_p}
+
+
+def realify(p: Partial | None, out_complex: bool, in_complex: bool) -> Partial | None:
+    """The complex derivative ``p`` of a complex-analytic map as the real partial between (re, im) pairs."""
+    if p is None or not (out_complex or in_complex):
+        return p
+    dtype = np.dtype(jnp.finfo(p.dtype).dtype)
+    sizes, out_axes, in_axes, labels = dict(p.sizes), list(p.out_axes), list(p.in_axes), tuple(p.val_labels)
+    a = max(sizes, default=-1) + 1
+    out_shape = p.out_shape + ((2,) if out_complex else ())
+    in_shape = p.in_shape + ((2,) if in_complex else ())
+    if p.val is None:  # a derivative of one
+        if out_complex and in_complex:  # re to re, im to im
+            sizes[a] = 2
+            out_axes.append(Axis((a,)))
+            in_axes.append(Axis((a,)))
+        elif out_complex:  # a real input into the real component
+            out_axes.append(Axis((), np.zeros((), np.int64)))
+        else:  # the real component of a complex input
+            in_axes.append(Axis((), np.zeros((), np.int64)))
+        return Partial(out_shape, in_shape, sizes, out_axes, in_axes, labels, None, dtype)
+    v = jnp.asarray(p.val)
+    re, im = jnp.real(v), jnp.imag(v)
+    if out_complex and in_complex:
+        sizes[a], sizes[a + 1] = 2, 2
+        val = jnp.stack([jnp.stack([re, -im], -1), jnp.stack([im, re], -1)], -2)
+        out_axes.append(Axis((a,)))
+        in_axes.append(Axis((a + 1,)))
+        labels += (a, a + 1)
+    elif out_complex:  # d(out) = v dx for a real input x
+        sizes[a] = 2
+        val = jnp.stack([re, im], -1)
+        out_axes.append(Axis((a,)))
+        labels += (a,)
+    else:  # a real output Re(v dz)
+        sizes[a] = 2
+        val = jnp.stack([re, -im], -1)
+        in_axes.append(Axis((a,)))
+        labels += (a,)
+    return Partial(out_shape, in_shape, sizes, out_axes, in_axes, labels, val.astype(dtype), dtype)
+
+
+def _component(out_shape, in_shape, dtype, component: int, into: bool) -> Partial:
+    """Elementwise between a complex array's pairs and a real array: the real (0) or imaginary (1) component
+    taken (``into=False``) or set (``into=True``)."""
+    p = Partial.elementwise(None, in_shape, out_shape, dtype)
+    fixed = (Axis((), np.asarray(component, np.int64)),)
+    if into:
+        return Partial(p.out_shape + (2,), p.in_shape, p.sizes, p.out_axes + fixed, p.in_axes, (), None, dtype)
+    return Partial(p.out_shape, p.in_shape + (2,), p.sizes, p.out_axes, p.in_axes + fixed, (), None, dtype)
+
+
+def _part_rule(component: int):
+    def rule(invals, outvals, active, **params):
+        (z,), (out,) = invals, outvals
+        return _only(active, 0, lambda: _component(out.shape, z.shape, out.dtype, component, False))
+
+    return rule
+
+
+def _complex_rule(invals, outvals, active, **params):
+    out = outvals[0]
+    return [_component(out.shape, np.shape(x), real_dtype(out), c, True) if a else None
+            for c, (x, a) in enumerate(zip(invals, active))]
+
+
+def _conj_rule(invals, outvals, active, **params):
+    (z,), (out,) = invals, outvals
+    dtype = real_dtype(out)
+    if not is_complex(z):
+        return _only(active, 0, lambda: _component(out.shape, z.shape, dtype, 0, True))
+
+    def partial():
+        n = z.ndim
+        sizes = dict(enumerate(z.shape)) | {n: 2}
+        axes = [Axis((k,)) for k in range(n + 1)]
+        return Partial(out.shape + (2,), z.shape + (2,), sizes, axes, axes, (n,), jnp.asarray([1, -1], dtype),
+                       dtype)
+
+    return _only(active, 0, partial)
+
+
+def _abs_complex_rule(invals, outvals, active, **params):
+    (z,), (out,) = invals, outvals
+
+    def partial():
+        safe = jnp.where(out == 0, jnp.ones((), out.dtype), out)
+        val = jnp.stack([jnp.real(z) / safe, jnp.imag(z) / safe], -1)
+        n = z.ndim
+        sizes = dict(enumerate(z.shape)) | {n: 2}
+        return Partial(out.shape, z.shape + (2,), sizes, [Axis((k,)) for k in range(n)],
+                       [Axis((k,)) for k in range(n + 1)], tuple(range(n + 1)), val, out.dtype)
+
+    return _only(active, 0, partial)
+
+
+def _convert_complex_rule(invals, outvals, active, **params):
+    (x,), (out,) = invals, outvals
+    if is_complex(x) and not is_complex(out):  # the real part, as JAX converts
+        return _only(active, 0, lambda: _component(out.shape, x.shape, out.dtype, 0, False))
+    return [realify(p, is_complex(out), is_complex(x)) for p in _convert_rule(invals, outvals, active, **params)]
+
+
+complex_rules |= {P.real_p: _part_rule(0), P.imag_p: _part_rule(1), P.complex_p: _complex_rule, P.conj_p: _conj_rule,
+                  P.abs_p: _abs_complex_rule, P.convert_element_type_p: _convert_complex_rule}
+for _p, _rule in complex_rules.items():
+    rules.setdefault(_p, _rule)  # real, imag, complex, conj always involve complex values
+
+
 # -------------------------------------------------------------------------------- dense fallbacks
-for _p in (P.cond_p, P.scan_p, P.while_p, P.sort_p, P.top_k_p, P.conv_general_dilated_p,
+for _p in (P.cond_p, P.scan_p, P.while_p, P.sort_p, P.top_k_p, P.approx_top_k_p, P.conv_general_dilated_p,
            P.reduce_window_sum_p, P.reduce_window_max_p, P.reduce_window_min_p, P.reduce_window_p,
-           P.select_and_gather_add_p, P.linear_solve_p, P.triangular_solve_p, P.cholesky_p):
+           P.select_and_gather_add_p, P.select_and_scatter_add_p, P.linear_solve_p, P.triangular_solve_p,
+           P.cholesky_p, P.svd_p, P.eigh_p, P.eig_p, P.qr_p, P.lu_p, P.tridiagonal_solve_p, P.fft_p):
     defdense(_p)
+
+_warned: set = set()
+DENSE_NOTE = "dense fallback via JAX AD"
+
+
+def partials(primitive, params, invals, outvals, active) -> tuple[list, str]:
+    """The partials of one equation, per input a list with one ``Partial | None`` per result, and a note for
+    ``Graph.summary()`` (``DENSE_NOTE`` for dense blocks from JAX's AD)."""
+    rule = rules.get(primitive)
+    note = DENSE_NOTE if primitive in dense_rules else ""
+    if any(a and is_complex(x) for a, x in zip(active, invals)) or any(is_complex(o) for o in outvals):
+        if primitive in complex_rules:
+            rule = complex_rules[primitive]
+        elif primitive in HOLOMORPHIC and rule is not None:
+            result = _per_result(primitive, rule(invals, outvals, active, **params))
+            return [r if r is None else [realify(p, is_complex(o), is_complex(x)) for p, o in zip(r, outvals)]
+                    for r, x in zip(result, invals)], note
+        elif primitive not in dense_rules:
+            rule, note = None, DENSE_NOTE
+    if rule is None:
+        return _per_result(primitive, _fallback(primitive, params, invals, outvals, active)), DENSE_NOTE
+    return _per_result(primitive, rule(invals, outvals, active, **params)), note
+
+
+def _per_result(primitive, result) -> list:
+    if primitive.multiple_results:
+        return [r if r is None else list(r) for r in result]
+    return [[r] for r in result]
+
+
+def _fallback(primitive, params, invals, outvals, active) -> list:
+    """Dense blocks from JAX's AD for a primitive without a (complex-valued) rule; warns once per primitive."""
+    try:
+        result = dense_partials(primitive, params, invals, outvals, active,
+                                reverse=primitive is P.custom_vjp_call_p)
+    except NotImplementedError as e:
+        raise NotImplementedError(
+            f"plastix.ad has no partial-derivative rule for the JAX primitive '{primitive.name}', and JAX cannot "
+            f"differentiate it either ({' '.join(str(e).split())[:200]}). Register one with "
+            f"plastix.ad.defrule({primitive.name}_p, rule) where rule(invals, outvals, active, **params) returns "
+            f"one Partial (or None) per input.") from None
+    if primitive not in _warned and primitive not in rules:
+        _warned.add(primitive)
+        warnings.warn(f"plastix.ad has no partial-derivative rule for the JAX primitive '{primitive.name}': its "
+                      f"partials are dense blocks from JAX's own AD (marked '{DENSE_NOTE}' in Graph.summary(), "
+                      f"counted as dense by count_muls). A structured rule (plastix.ad.defrule) could be cheaper.",
+                      stacklevel=2)
+    return result

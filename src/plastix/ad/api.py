@@ -17,18 +17,44 @@ from ._partial import Partial
 __all__ = ["jacve", "graph", "count_muls"]
 
 
+def _argnums(argnums, n_args: int, name: str) -> tuple[bool, tuple[int, ...]]:
+    """``(argnums is an int, the positions as non-negative ints)``, validated as ``jax.jacrev`` does."""
+    int_argnums = isinstance(argnums, int) and not isinstance(argnums, bool)
+    try:
+        nums = (argnums,) if int_argnums else tuple(argnums)
+    except TypeError:
+        nums = (argnums,)
+    for k in nums:
+        if not isinstance(k, int | np.integer) or isinstance(k, bool) or not -n_args <= k < n_args:
+            raise ValueError(f"{name}: argnums {argnums!r} out of range for {n_args} positional arguments")
+    return int_argnums, tuple(int(k) % n_args for k in nums)
+
+
+def _as_array(x):
+    """A differentiated leaf as a JAX value (Python scalars and NumPy arrays as ``jax.jacrev`` takes them)."""
+    return x if isinstance(x, jax.Array | jax.core.Tracer) else jnp.asarray(x)
+
+
+_TRACED = object()  # marks an aux leaf that is a jaxpr output
+
+
+def _is_traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
 class _Traced:
-    """A function traced to a graph for one call: the graph plus the trees to repack results."""
+    """A function traced to a graph for one call: the graph plus the trees to repack results.
+
+    Only the leaves of the arguments in ``argnums`` are graph inputs; every other argument (and keyword
+    argument) reaches ``fun`` exactly as given, so Python control flow and shapes may depend on it, as in
+    ``jax.jacrev``.
+    """
 
     def __init__(self, fun, argnums, has_aux, args, kwargs, name):
-        self.int_argnums = isinstance(argnums, int)
-        self.argnums = (argnums,) if self.int_argnums else tuple(argnums)
-        for k in self.argnums:
-            if not isinstance(k, int) or not -len(args) <= k < len(args):
-                raise ValueError(f"{name}: argnums {argnums!r} out of range for {len(args)} positional arguments")
-        self.argnums = tuple(k % len(args) for k in self.argnums)
+        self.int_argnums, self.argnums = _argnums(argnums, len(args), name)
         dyn = args[self.argnums[0]] if self.int_argnums else tuple(args[k] for k in self.argnums)
         flat, self.in_tree = tree_flatten(dyn)
+        flat = [_as_array(x) for x in flat]
         self.in_avals = [jax.typeof(x) for x in flat]
         for aval in self.in_avals:
             if not jnp.issubdtype(aval.dtype, jnp.floating):
@@ -50,14 +76,17 @@ class _Traced:
                 out, aux = out
             flat_out, store["out_tree"] = tree_flatten(out)
             store["n_out"] = len(flat_out)
-            if has_aux:
-                flat_aux, store["aux_tree"] = tree_flatten(aux)
-                return flat_out + flat_aux
-            return flat_out
+            if not has_aux:
+                return flat_out
+            # aux passes through untouched: only leaves computed from the inputs become jaxpr outputs
+            flat_aux, store["aux_tree"] = tree_flatten(aux)
+            store["aux"] = [_TRACED if _is_traced(a) else a for a in flat_aux]
+            return flat_out + [a for a in flat_aux if _is_traced(a)]
 
         closed = jax.make_jaxpr(flat_fun)(*flat)
         self.out_tree = store["out_tree"]
         self.aux_tree = store.get("aux_tree")
+        self.static_aux = store.get("aux")
         self.out_avals = closed.out_avals[:store["n_out"]]
         for aval in self.out_avals:
             if not jnp.issubdtype(aval.dtype, jnp.floating):
@@ -66,7 +95,9 @@ class _Traced:
         self.graph = build_graph(closed, flat, store["n_out"])
 
     def aux(self):
-        return tree_unflatten(self.aux_tree, self.graph.values[len(self.out_avals):])
+        """The auxiliary output: leaves computed from the inputs from the graph, all others as ``fun`` gave them."""
+        traced = iter(self.graph.values[len(self.out_avals):])
+        return tree_unflatten(self.aux_tree, [next(traced) if a is _TRACED else a for a in self.static_aux])
 
     def assemble(self, edges, sparse: bool):
         g = self.graph
@@ -92,12 +123,15 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
 
     Args:
         fun: function of arrays (pytrees allowed) returning arrays (pytrees allowed).
-        argnums: which positional arguments to differentiate (int or tuple, as in JAX).
+        argnums: which positional arguments to differentiate (int or tuple, as in JAX); their leaves may be JAX
+            or NumPy arrays or Python floats. The other arguments reach ``fun`` as given (concrete: Python control
+            flow and shapes may depend on them), as in ``jax.jacrev``.
         order: ``"fwd"``, ``"rev"``, ``"markowitz"``, ``"reverse_markowitz"``, ``"min_fill"``, ``"search"``
             (searched once per graph, then cached; see :mod:`plastix.ad.orders`), a saved
-            :class:`plastix.ad.orders.Order`, or a sequence of vertex ids (a permutation of
-            ``graph(...).vertices``).
-        has_aux: ``fun`` returns ``(out, aux)``; the Jacobian function then returns ``(jac, aux)``.
+            :class:`plastix.ad.orders.Order`, or a sequence of integer vertex ids (a list, tuple, range or 1-d
+            integer array: a permutation of ``graph(...).vertices``).
+        has_aux: ``fun`` returns ``(out, aux)``; the Jacobian function then returns ``(jac, aux)``, ``aux`` as
+            ``fun`` returned it (any pytree: strings and Python numbers pass through untouched).
         sparse: return structured :class:`Partial` blocks instead of dense arrays (call ``.todense()``).
 
     Returns:
@@ -106,9 +140,10 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
 
     Raises:
         ValueError: invalid ``order`` (see :func:`plastix.ad.resolve_order`) or ``argnums`` out of range.
-        TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
-            ``fun`` does not return a pair.
-        NotImplementedError: a primitive without a partial-derivative rule.
+        TypeError: ``order`` is not an order at all (``None``, a number, ...), a differentiated input or an
+            output is not floating point, or ``has_aux=True`` and ``fun`` does not return a pair.
+        NotImplementedError: a primitive without a partial-derivative rule that JAX cannot differentiate either
+            (a primitive JAX can differentiate takes a dense fallback, with a one-time warning).
 
     Example:
         >>> jac = plastix.jacve(lambda W, x: jnp.tanh(W @ x), argnums=(0, 1))(W, x)
@@ -121,20 +156,31 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
         return (jac, traced.aux()) if has_aux else jac
 
     def jac_fun(*args, **kwargs):
-        leaves = jax.tree.leaves((args, kwargs))
-        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        if any(_is_traced(x) for x in jax.tree.leaves((args, kwargs))):
             return traced_jac(*args, **kwargs)
-        # Called eagerly: compile the whole accumulation once instead of dispatching it op by op.
-        positions = [k for k, a in enumerate(args) if isinstance(a, jax.Array | np.ndarray | float | int)
-                     and not isinstance(a, bool)]
+        # Called eagerly: compile the whole accumulation once instead of dispatching it op by op. Only the
+        # differentiated leaves are arguments of the compiled function; every other argument stays concrete.
+        _, nums = _argnums(argnums, len(args), "jacve")
+        flat, tree = tree_flatten([args[k] for k in nums])
+        static: dict[str, Any] = {}
 
-        def with_arrays(*arrays):
+        def with_arrays(*flat_dyn):
             full = list(args)
-            for k, a in zip(positions, arrays):
-                full[k] = a
-            return traced_jac(*full, **kwargs)
+            for k, d in zip(nums, tree_unflatten(tree, flat_dyn)):
+                full[k] = d
+            if not has_aux:
+                return traced_jac(*full, **kwargs)
+            jac, aux = traced_jac(*full, **kwargs)
+            leaves, static["tree"] = tree_flatten(aux)
+            static["leaves"] = [_TRACED if _is_traced(a) else a for a in leaves]
+            return jac, [a for a in leaves if _is_traced(a)]
 
-        return jax.jit(with_arrays)(*[args[k] for k in positions])
+        result = jax.jit(with_arrays)(*flat)
+        if not has_aux:
+            return result
+        jac, traced = result
+        traced = iter(traced)
+        return jac, tree_unflatten(static["tree"], [next(traced) if a is _TRACED else a for a in static["leaves"]])
 
     return jac_fun
 
@@ -148,7 +194,7 @@ def graph(fun: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = Fa
     Args:
         fun: function of arrays (pytrees allowed) returning arrays (pytrees allowed).
         argnums: which positional arguments are graph inputs (int or sequence of ints, as in JAX); the
-            others are treated as constants.
+            others reach ``fun`` as given (concrete), exactly as in :func:`jacve`.
         has_aux: ``fun`` returns ``(out, aux)``; only ``out`` becomes graph outputs.
 
     Returns:
@@ -159,8 +205,8 @@ def graph(fun: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = Fa
         ValueError: ``argnums`` out of range for the positional arguments.
         TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
             ``fun`` does not return a pair.
-        NotImplementedError: a primitive without a partial-derivative rule (register one with
-            :func:`plastix.ad.defrule`).
+        NotImplementedError: a primitive without a partial-derivative rule that JAX cannot differentiate either
+            (register one with :func:`plastix.ad.defrule`).
 
     Example:
         >>> g = plastix.graph(lambda W, x: jnp.tanh(W @ x), argnums=(0, 1))(W, x)
@@ -186,7 +232,7 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
 
     Args:
         fun: function of arrays (pytrees allowed) returning arrays (pytrees allowed).
-        argnums: which positional arguments to differentiate (int or sequence of ints, as in JAX).
+        argnums: which positional arguments to differentiate (int or sequence of ints), as for :func:`jacve`.
         order: an elimination order, as for :func:`jacve`.
         has_aux: ``fun`` returns ``(out, aux)``; ``aux`` is ignored.
 
@@ -199,7 +245,7 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
         ValueError: ``argnums`` out of range for the positional arguments.
         TypeError: a differentiated input or an output is not floating point, or ``has_aux=True`` and
             ``fun`` does not return a pair.
-        NotImplementedError: a primitive without a partial-derivative rule.
+        NotImplementedError: as :func:`jacve`.
 
     Example:
         >>> f = lambda W, x: jnp.tanh(W @ x)
@@ -208,20 +254,18 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
 
     def count_fun(*args, **kwargs) -> int:
         result = {}
-        argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        if any(not isinstance(k, int) or not -len(args) <= k < len(args) for k in argnums_t):
-            raise ValueError(f"count_muls: argnums {argnums!r} out of range for {len(args)} positional arguments")
-        argnums_t = tuple(k % len(args) for k in argnums_t)
+        _, nums = _argnums(argnums, len(args), "count_muls")
+        flat, tree = tree_flatten([args[k] for k in nums])
 
-        def run(*dyn):
+        def run(*flat_dyn):
             full = list(args)
-            for k, d in zip(argnums_t, dyn):
+            for k, d in zip(nums, tree_unflatten(tree, flat_dyn)):
                 full[k] = d
             traced = _Traced(fun, argnums, has_aux, tuple(full), kwargs, "count_muls")
             _, result["muls"] = eliminate(traced.graph, resolve_order(traced.graph, order))
             return 0
 
-        jax.eval_shape(run, *(args[k] for k in argnums_t))
+        jax.eval_shape(run, *[_as_array(x) for x in flat])
         return int(result["muls"])
 
     return count_fun
