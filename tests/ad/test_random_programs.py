@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jax import lax
 
 import plastix
 
@@ -111,6 +112,14 @@ UNARY = {
     "sqrt1p_sq": lambda x: jnp.sqrt(1.0 + x * x),
     "neg": jnp.negative,
     "scale": lambda x: 0.5 * x,
+    # beyond elementwise: primitives with structured rules, expansions or the dense fallback
+    "erf": jax.scipy.special.erf,
+    "softplus": jax.nn.softplus,
+    "cumsum": lambda x: jnp.cumsum(x, axis=-1) if x.ndim else x,
+    "sort": lambda x: jnp.sort(x, axis=-1) if x.ndim else x,
+    "fft_real": lambda x: jnp.fft.fft(x, axis=-1).real if x.ndim else x,
+    "cond": lambda x: lax.cond(jnp.sum(x) > 0, jnp.sin, lambda v: 0.5 * v * v, x),
+    "fori": lambda x: lax.fori_loop(0, 2, lambda i, v: jnp.tanh(v) + 0.5 * x, x),
 }
 
 BINARY = {
@@ -119,6 +128,8 @@ BINARY = {
     "mul": jnp.multiply,
     "div_safe": lambda a, b: a / (1.0 + b * b),
     "where_pos": lambda a, b: jnp.where(a > 0, a, b),
+    "maximum": jnp.maximum,
+    "atan2": lambda a, b: jnp.arctan2(a, 1.5 + jnp.tanh(b)),
 }
 
 
