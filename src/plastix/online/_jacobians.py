@@ -17,7 +17,7 @@ import numpy as np
 from jax.extend.core import Literal
 
 from ..ad._eliminate import eliminate, resolve_order
-from ..ad._graph import Graph, build_graph, reachable
+from ..ad._graph import Graph, build_graph, is_local, reachable
 from ..ad._partial import Axis, Partial, _Grid, canonical, compose
 
 __all__ = ["StepJacobians", "step_jacobians", "is_local", "is_neuron_local", "neuron_block", "batch_vjp",
@@ -47,13 +47,6 @@ class StepJacobians:
     H_local: list[list[Partial | None]] | None
     F_layer: list[list[Partial | None]] | None
     factors: dict = field(default_factory=dict)
-
-
-def is_local(p: Partial) -> bool:
-    """True when ``p`` maps every element to the element at the same index (an elementwise partial)."""
-    if p.out_shape != p.in_shape:
-        return False
-    return all(a.index is None and b.index is None and a.labels == b.labels for a, b in zip(p.out_axes, p.in_axes))
 
 
 def is_neuron_local(p: Partial) -> bool:
