@@ -144,7 +144,8 @@ def test_search_is_never_worse_than_the_best_heuristic(name):
 
 def test_search_improves_on_the_heuristics():
     cg = task_cost_graph("RoeFlux_1d")
-    _, muls = orders.search(cg, max_evals=1500)
+    # more evaluations than the exact phase may take, so rollouts and annealing run however fast the machine is
+    _, muls = orders.search(cg, max_evals=orders.EXACT_STATES + 1500)
     assert muls < min(cg.count(h(cg)) for h in orders.HEURISTICS.values())
 
 

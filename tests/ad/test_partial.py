@@ -1,4 +1,7 @@
-"""Structured partials: stored sizes, composition counts, addition, densification, pytree behaviour."""
+"""Structured partials: stored sizes, composition counts, addition, densification, pytree behaviour, the public
+immutable algebra."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +9,7 @@ import numpy as np
 import pytest
 
 import plastix
-from plastix.ad import Partial
-from plastix.ad._partial import add, compose
+from plastix.ad import Axis, Partial, add, batch_sum, canonical, compose, structure_key
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +104,55 @@ def test_transpose_swaps_input_and_output():
     p = plastix.jacve(lambda W: jnp.sin(W @ jnp.arange(3.0)), sparse=True)(_rng(2, 3))
     dense = p.todense()
     np.testing.assert_allclose(p.transpose().todense(), jnp.transpose(dense, (1, 2, 0)))
+
+
+def _diagonal(n=4):
+    return Partial(out_shape=[n], in_shape=(n,), sizes={0: n}, out_axes=[Axis((0,))], in_axes=[Axis((0,))],
+                   val_labels=[0], val=jnp.arange(1.0, n + 1), dtype="float64")
+
+
+def test_partial_is_a_frozen_record_built_by_keyword_or_position():
+    p = _diagonal()
+    assert p.out_shape == (4,) and p.out_axes == (Axis((0,)),) and p.val_labels == (0,)
+    assert p.dtype == np.dtype("float64") and isinstance(p.sizes, dict)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.val = None
+    q = Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, p.val_labels, p.val, p.dtype)
+    np.testing.assert_array_equal(q.todense(), p.todense())
+
+
+def test_replace_changes_fields_and_normalises_them():
+    p = _diagonal()
+    q = p.replace(val=2 * p.val, val_labels=[0], dtype=jnp.float32)
+    assert q.val_labels == (0,) and q.dtype == np.dtype("float32") and type(q) is Partial
+    np.testing.assert_array_equal(q.todense(), 2 * p.todense())
+    np.testing.assert_array_equal(p.val, jnp.arange(1.0, 5))  # unchanged
+    with pytest.raises(TypeError):
+        p.replace(values=None)
+
+
+def test_same_positions_compares_plain_labels_and_index_maps():
+    p = Partial((3, 2), (3, 2), {0: 3, 1: 2}, [Axis((0,)), Axis((1,))], [Axis((0,)), Axis((1,))], (), None,
+                np.float64)
+    assert p.same_positions(Axis((0,)), Axis((0,)))
+    assert not p.same_positions(Axis((0,)), Axis((1,)))
+    assert p.same_positions(Axis((0,)), Axis((0,), np.arange(3)))
+    assert not p.same_positions(Axis((0,)), Axis((0,), np.array([2, 1, 0])))
+    assert p.same_positions(Axis((0, 1), np.add.outer(np.arange(3), 0 * np.arange(2))), Axis((0,)))
+    assert p.same_positions(Axis((), np.asarray(1)), Axis((), np.asarray(1)))
+
+
+def test_public_algebra_functions():
+    x = _rng(3, 4)
+    p = plastix.jacve(lambda x: jnp.sin(x) @ jnp.ones(4), sparse=True)(x)
+    assert structure_key(canonical(p)) == structure_key(canonical(add(p, p)))
+    a, b = _rng(5, 3, seed=1), _rng(5, 3, seed=2)
+    np.testing.assert_allclose(batch_sum([((0,), a), ((0,), b)], (0,)), jnp.sum(a * b, 0))
+    np.testing.assert_allclose(batch_sum([((0,), a), ((1,), b)], (0, 1)), jnp.einsum("bi,bj->ij", a, b))
+
+
+def test_every_name_online_imports_is_public():
+    for name in ("Axis", "Graph", "Partial", "add", "batch_sum", "build_graph", "canonical", "compose",
+                 "eliminate", "is_local", "reachable", "resolve_order", "structure_key"):
+        assert name in plastix.ad.__all__ and getattr(plastix.ad, name) is not None
+    assert plastix.ad.resolve_order is plastix.ad.orders.resolve

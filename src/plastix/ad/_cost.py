@@ -54,8 +54,7 @@ class _Structures:
     def of(self, p: Partial) -> int:
         """The structure id of a real partial (its values dropped)."""
         stored = None if p.val is None else _STORED
-        return self.intern(Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, p.val_labels, stored,
-                                   p.dtype))
+        return self.intern(p.replace(val=stored))
 
     def compose(self, outer: int, inner: int) -> tuple[int, int]:
         """``(result id or -1 when structurally zero, multiplications)`` of ``outer @ inner``; memoised."""
@@ -108,8 +107,7 @@ class _Structures:
             return self.intern(Partial(a.out_shape, a.in_shape, sizes, [Axis((x,)) for x in labels[:n_out]],
                                        [Axis((x,)) for x in labels[n_out:]], labels, _STORED, a.dtype))
         labels = tuple(sorted(set(a.val_labels) | set(b.val_labels)))
-        return self.intern(Partial(a.out_shape, a.in_shape, a.sizes, a.out_axes, a.in_axes, labels, _STORED,
-                                   a.dtype))
+        return self.intern(a.replace(val_labels=labels, val=_STORED))
 
 
 class CostState:

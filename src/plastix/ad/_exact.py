@@ -60,55 +60,84 @@ class Exact(NamedTuple):
 def _disjoint_paths(adj, sources, target: int, blocked: set[int], limit: int) -> int:
     """Maximum number of vertex-disjoint paths from ``sources`` to ``target`` (``target`` uncapacitated) that
     avoid ``blocked``, following ``adj`` (``succ`` forwards or ``pred`` backwards); stops at ``limit``."""
-    via: dict[int, int] = {}  # x -> y: one unit of flow on the edge x -> y
-    prev: dict[int, int] = {}  # y -> x for the same edges (y != target)
-    used: set[int] = set()  # vertices that carry flow
+    flow = _Flow(adj, target, blocked)
     starts = [s for s in sources if s not in blocked and s != target]
-    flow = 0
-    while flow < limit:
-        # nodes (x, 1): x's out-side, (x, 0): x's in-side; parent pointers of a BFS in the residual graph
+    count = 0
+    while count < limit:
+        path = flow.augmenting_path(starts)
+        if path is None:
+            break
+        flow.augment(path)
+        count += 1
+    return count
+
+
+class _Flow:
+    """A unit flow of vertex-disjoint paths to ``target``, grown one augmenting path at a time.
+
+    Residual-graph nodes are ``(x, 1)`` (x's out-side) and ``(x, 0)`` (x's in-side).
+    """
+
+    def __init__(self, adj, target: int, blocked: set[int]):
+        self.adj, self.target, self.blocked = adj, target, blocked
+        self.via: dict[int, int] = {}  # x -> y: one unit of flow on the edge x -> y
+        self.prev: dict[int, int] = {}  # y -> x for the same edges (y != target)
+        self.used: set[int] = set()  # vertices that carry flow
+
+    def augmenting_path(self, starts) -> list[tuple[int, int]] | None:
+        """A shortest path in the residual graph from an unused source to the target (BFS), or ``None``."""
         parent: dict[tuple[int, int], tuple[int, int] | None] = {}
         queue: deque[tuple[int, int]] = deque()
         for s in starts:
-            if s not in used:
+            if s not in self.used:
                 parent[(s, 1)] = None
                 queue.append((s, 1))
         end = None
         while queue and end is None:
             x, side = node = queue.popleft()
             if side:
-                for y in adj[x]:
-                    if y in blocked or via.get(x) == y:
-                        continue
-                    if y == target:
-                        end = (y, 0)
-                        parent[end] = node
-                        break
-                    if (y, 0) not in parent:
-                        parent[(y, 0)] = node
-                        queue.append((y, 0))
-                if end is None and x in used and x in prev and (x, 0) not in parent:
-                    parent[(x, 0)] = node  # undo the flow through x
-                    queue.append((x, 0))
+                end = self._from_out_side(x, node, parent, queue)
             else:
-                if x not in used and (x, 1) not in parent:
-                    parent[(x, 1)] = node
-                    queue.append((x, 1))
-                p = prev.get(x)
-                if p is not None and (p, 1) not in parent:
-                    parent[(p, 1)] = node  # cancel the flow p -> x
-                    queue.append((p, 1))
+                self._from_in_side(x, node, parent, queue)
         if end is None:
-            break
+            return None
         path = [end]
         while parent[path[-1]] is not None:
             path.append(parent[path[-1]])
-        path.reverse()
+        return path[::-1]
+
+    def _from_out_side(self, x, node, parent, queue) -> tuple[int, int] | None:
+        for y in self.adj[x]:
+            if y in self.blocked or self.via.get(x) == y:
+                continue
+            if y == self.target:
+                parent[(y, 0)] = node
+                return (y, 0)
+            if (y, 0) not in parent:
+                parent[(y, 0)] = node
+                queue.append((y, 0))
+        if x in self.used and x in self.prev and (x, 0) not in parent:
+            parent[(x, 0)] = node  # undo the flow through x
+            queue.append((x, 0))
+        return None
+
+    def _from_in_side(self, x, node, parent, queue) -> None:
+        if x not in self.used and (x, 1) not in parent:
+            parent[(x, 1)] = node
+            queue.append((x, 1))
+        p = self.prev.get(x)
+        if p is not None and (p, 1) not in parent:
+            parent[(p, 1)] = node  # cancel the flow p -> x
+            queue.append((p, 1))
+
+    def augment(self, path: list[tuple[int, int]]) -> None:
+        """Push one unit of flow along ``path``."""
+        via, prev, used = self.via, self.prev, self.used
         used.add(path[0][0])
         for (a, sa), (b, sb) in zip(path, path[1:]):
             if sa and not sb and a != b:  # flow a -> b
                 via[a] = b
-                if b != target:
+                if b != self.target:
                     prev[b] = a
             elif not sa and sb and a == b:
                 used.add(a)
@@ -118,8 +147,6 @@ def _disjoint_paths(adj, sources, target: int, blocked: set[int], limit: int) ->
                 if via.get(b) == a:
                     del via[b]
                 del prev[a]
-        flow += 1
-    return flow
 
 
 class _Bounds:
@@ -247,22 +274,49 @@ def solve(cg: CostGraph, incumbent: Sequence[int], *, seconds: float = 10.0,
     """
     deadline = time.perf_counter() + seconds
     budget = math.inf if max_states is None else max_states
-    best_order, best = list(incumbent), cg.count(incumbent)
-    bounds = _Bounds(cg)
-    start = cg.start()
-    singles = {v: bounds.vertex(start, v) for v in cg.vertices}
-    groups = _groups(bounds, start)
-    of = {v: k for k, group in enumerate(groups) for v in group.members}
-    values = {k: group.value(frozenset(), singles) for k, group in enumerate(groups)}
-    heap = [(sum(values.values()), 0, 0, (), singles, values, True)]
-    closed: dict[tuple[frozenset[int], bytes], int] = {}
-    count = expanded = 0
-    while heap and heap[0][0] < best:
+    search = _AStar(cg, incumbent)
+    expanded = 0
+    while search.heap and search.heap[0][0] < search.best:
         if expanded >= budget or time.perf_counter() > deadline:
             break
-        f, neg_g, _, order, singles, values, refined = heapq.heappop(heap)
+        expanded += search.step()
+    best = search.best
+    lower = best if not search.heap else min(best, search.heap[0][0])
+    return Exact(search.best_order, int(best), lower >= best, int(lower)), expanded
+
+
+class _AStar:
+    """The open and closed states of :func:`solve` and the best order so far.
+
+    An open state is ``(f, -g, tie, order, singles, values, refined)``: its bound ``f = g + h``, the
+    multiplications ``g`` of eliminating ``order``, a tie-breaker, the vertex bounds ``singles`` and group bounds
+    ``values`` it inherited, and whether they were refined for it.
+    """
+
+    def __init__(self, cg: CostGraph, incumbent: Sequence[int]):
+        self.cg = cg
+        self.best_order, self.best = list(incumbent), cg.count(incumbent)
+        self.bounds = _Bounds(cg)
+        start = cg.start()
+        singles = {v: self.bounds.vertex(start, v) for v in cg.vertices}
+        self.groups = _groups(self.bounds, start)
+        self.of = {v: k for k, group in enumerate(self.groups) for v in group.members}
+        values = {k: group.value(frozenset(), singles) for k, group in enumerate(self.groups)}
+        self.heap = [(sum(values.values()), 0, 0, (), singles, values, True)]
+        self.closed: dict[tuple[frozenset[int], bytes], int] = {}
+        self.count = 0
+
+    def push(self, f, neg_g: int, order: tuple[int, ...], singles, values, refined: bool) -> None:
+        self.count += 1
+        if f < self.best:
+            heapq.heappush(self.heap, (f, neg_g, self.count, order, singles, values, refined))
+
+    def step(self) -> int:
+        """Pop the best open state and expand it; returns 1, or 0 when it was closed already or its refined
+        bound sent it back to the heap."""
+        f, neg_g, _, order, singles, values, refined = heapq.heappop(self.heap)
         g = -neg_g
-        state = cg.start()
+        state = self.cg.start()
         for v in order[:-1]:
             state.eliminate(v)
         touched: set[int] = set()
@@ -271,43 +325,44 @@ def solve(cg: CostGraph, incumbent: Sequence[int], *, seconds: float = 10.0,
             state.eliminate(order[-1])
         gone = frozenset(order)
         key = _key(state, gone)
-        if closed.get(key, math.inf) <= g:
-            continue
+        if self.closed.get(key, math.inf) <= g:
+            return 0
         if not refined:
-            singles = dict(singles)
-            raised = set()
-            for v in touched & of.keys() - gone:
-                if singles[v] < state.cost(v):
-                    b = bounds.vertex(state, v)
-                    if b > singles[v]:
-                        singles[v] = b
-                        raised.add(of[v])
-            if raised:
-                values = dict(values)
-                for k in raised:
-                    values[k] = groups[k].value(gone, singles)
-                refined_f = g + sum(values.values())
-                if refined_f > f:
-                    count += 1
-                    if refined_f < best:
-                        heapq.heappush(heap, (refined_f, neg_g, count, order, singles, values, True))
-                    continue
-        closed[key] = g
-        expanded += 1
-        remaining = [v for v in cg.vertices if v not in gone]
+            singles, values, raised = self._refine(state, gone, touched, singles, values)
+            if raised and g + sum(values.values()) > f:
+                self.push(g + sum(values.values()), neg_g, order, singles, values, True)
+                return 0
+        self.closed[key] = g
+        self._expand(state, order, gone, f - g, g, singles, values)
+        return 1
+
+    def _refine(self, state: CostState, gone, touched: set[int], singles, values):
+        """The bounds of the state, re-evaluated around the last eliminated vertex: ``(singles, values, raised)``."""
+        singles = dict(singles)
+        raised = set()
+        for v in touched & self.of.keys() - gone:
+            if singles[v] < state.cost(v):
+                b = self.bounds.vertex(state, v)
+                if b > singles[v]:
+                    singles[v] = b
+                    raised.add(self.of[v])
+        if raised:
+            values = dict(values)
+            for k in raised:
+                values[k] = self.groups[k].value(gone, singles)
+        return singles, values, bool(raised)
+
+    def _expand(self, state: CostState, order, gone, h, g: int, singles, values) -> None:
+        remaining = [v for v in self.cg.vertices if v not in gone]
         if not remaining:
-            best_order, best = list(order), g
-            continue
-        h = f - g
+            self.best_order, self.best = list(order), g
+            return
         for x in remaining:
             child_g = g + state.cost(x)
-            k = of[x]
-            new = groups[k].value(gone | {x}, singles)
+            k = self.of[x]
+            new = self.groups[k].value(gone | {x}, singles)
             child_f = child_g + h - values[k] + new
-            if child_f < best:
+            if child_f < self.best:
                 child_values = dict(values)
                 child_values[k] = new
-                count += 1
-                heapq.heappush(heap, (child_f, -child_g, count, order + (x,), singles, child_values, False))
-    lower = best if not heap else min(best, heap[0][0])
-    return Exact(best_order, int(best), lower >= best, int(lower)), expanded
+                self.push(child_f, -child_g, order + (x,), singles, child_values, False)

@@ -1,8 +1,14 @@
-"""The computational graph of a traced function: vertices are values, edges are structured partials."""
+"""The computational graph of a traced function: vertices are values, edges are structured partials.
+
+One interpreter (:class:`_Builder`) evaluates the jaxpr; every equation takes its partials from the rule table of
+:mod:`._rules`, or is replaced by the jaxpr of its expansion there (calls such as ``jit`` and ``checkpoint``,
+fixed-length ``scan``, ``cond``).
+"""
 
 from __future__ import annotations
 
-import functools
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -10,12 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core
 
-from ._partial import Partial, add
-from ._rules import P, active_call, bind, defrule, expansions, is_concrete, pair_shape, partials, real_dtype
+from ._partial import Partial, add, canonical, structure_key
+from ._rules import bind, expansions, is_concrete, is_inexact, pair_shape, partials, real_dtype
 
 __all__ = ["Graph", "VertexInfo", "build_graph", "reachable"]
-
-_INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2", "name"}
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,6 @@ class Graph:
 
     def fingerprint(self) -> str:
         """A digest of the graph's structure (shapes, primitives, edge structures); no values."""
-        import hashlib
-
-        from ._partial import canonical, structure_key
-
         h = hashlib.sha256()
         for i in sorted(self.info):
             v = self.info[i]
@@ -92,20 +92,6 @@ class Graph:
     def __repr__(self) -> str:
         return (f"Graph(inputs={len(self.inputs)}, vertices={len(self.vertices)}, outputs={len(self.outputs)}, "
                 f"edges={len(self.edges)})")
-
-
-def _inexact(x) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-
-
-def _inner_jaxpr(eqn):
-    if eqn.primitive.name not in _INLINE:
-        return None
-    for key in ("jaxpr", "call_jaxpr"):
-        if key in eqn.params:
-            j = eqn.params[key]
-            return (j.jaxpr, j.consts) if isinstance(j, core.ClosedJaxpr) else (j, [])
-    return None
 
 
 class _Builder:
@@ -158,19 +144,16 @@ class _Builder:
                 with jax.ensure_compile_time_eval():
                     return bind(primitive, eqn.params, invals), [None] * len(eqn.outvars)
             return bind(primitive, eqn.params, invals), [None] * len(eqn.outvars)
-        inner = _inner_jaxpr(eqn)
-        if inner is None and primitive in expansions:
-            closed = expansions[primitive](invals, **eqn.params)
-            inner = None if closed is None else (closed.jaxpr, closed.consts)
-        if inner is not None:
-            return self.run(inner[0], inner[1], invals, in_ids)
+        closed = expansions[primitive](invals, **eqn.params) if primitive in expansions else None
+        if closed is not None:
+            return self.run(closed.jaxpr, closed.consts, invals, in_ids)
         outvals = bind(primitive, eqn.params, invals)
         per_input, note = partials(primitive, eqn.params, invals, outvals, active)
         out_ids = []
         for o, out in enumerate(outvals):
             edges = [(in_ids[k], per_input[k][o]) for k in range(len(invals))
                      if active[k] and per_input[k] is not None and per_input[k][o] is not None]
-            if not edges or not _inexact(out):
+            if not edges or not is_inexact(out):
                 out_ids.append(None)
                 continue
             v = self.vertex(primitive.name, out, "intermediate", note)
@@ -180,74 +163,7 @@ class _Builder:
         return outvals, out_ids
 
 
-def _custom_jvp_partials(invals, outvals, active, **params):
-    """Partials of a ``custom_jvp`` function from its JVP rule (not from its primal implementation)."""
-    from ._eliminate import sub_jacobian
-
-    f, idx, primals = active_call(P.custom_jvp_call_p, params, invals, active)
-    blocks = sub_jacobian(lambda *tangents: jax.jvp(f, primals, list(tangents))[1], primals)
-    result: list = [None] * len(invals)
-    for j, k in enumerate(idx):
-        result[k] = [blocks[o][j] for o in range(len(outvals))]
-    return result
-
-
-def _custom_vjp_partials(invals, outvals, active, **params):
-    """Partials of a ``custom_vjp`` function from its backward rule, as ``jax.jacrev`` takes them: row ``i`` of
-    a block is the rule applied to the basis cotangent ``e_i`` (a rule need not be linear, e.g. clipping).
-
-    Where the rule's structure gives each input entry at most one contributing output entry (elementwise
-    surrogate gradients), one application to all-ones cotangents gives every row at once and the block stays
-    diagonal (exact for any rule that maps a zero cotangent to zero); otherwise the rule is applied to every
-    basis vector (a dense block). Partials are composed linearly, so where a rule that is not linear in its
-    cotangent (clipping) is chained with other operations, ``jax.jacrev`` (which feeds it the actual cotangents)
-    can differ.
-    """
-    from ._eliminate import sub_jacobian
-
-    f, idx, primals = active_call(P.custom_vjp_call_p, params, invals, active)
-    outs, vjp = jax.vjp(f, *primals)
-    diff = [o for o, out in enumerate(outs) if _inexact(out)]
-
-    def pullback(o, ct):
-        full = [jnp.zeros_like(out) for out in outs]
-        full[o] = ct
-        return list(vjp(full))
-
-    result: list = [[None] * len(outvals) if active[k] else None for k in range(len(invals))]
-    for o in diff:
-        structure = sub_jacobian(functools.partial(pullback, o), [outs[o]])
-        at_ones = None
-        for j, k in enumerate(idx):
-            p = structure[j][0]
-            if p is None:
-                continue
-            if is_local(p):
-                at_ones = pullback(o, jnp.ones_like(outs[o])) if at_ones is None else at_ones
-                result[k][o] = Partial.elementwise(at_ones[j], np.shape(primals[j]), np.shape(outs[o]),
-                                                   jnp.result_type(outs[o]))
-            else:
-                result[k][o] = _dense_vjp_block(lambda ct, o=o, j=j: pullback(o, ct)[j], outs[o], primals[j])
-    return result
-
-
-def _dense_vjp_block(pullback, out, x) -> Partial:
-    basis = jnp.eye(int(np.size(out)), dtype=jnp.result_type(out)).reshape((-1,) + np.shape(out))
-    rows = jax.vmap(pullback)(basis).astype(jnp.result_type(out))
-    return Partial.dense(rows.reshape(np.shape(out) + np.shape(x)), np.shape(out), np.shape(x))
-
-
-def is_local(p: Partial) -> bool:
-    """An elementwise partial: every axis the identity of one label shared by input and output."""
-    return p.out_shape == p.in_shape and all(
-        a.index is None and b.index is None and a.labels == b.labels for a, b in zip(p.out_axes, p.in_axes))
-
-
-defrule(P.custom_jvp_call_p, _custom_jvp_partials)
-defrule(P.custom_vjp_call_p, _custom_vjp_partials)
-
-
-def build_graph(closed_jaxpr, args, n_outputs: int | None = None) -> Graph:
+def build_graph(closed_jaxpr: core.ClosedJaxpr, args: Sequence, n_outputs: int | None = None) -> Graph:
     """Trace-evaluate ``closed_jaxpr`` on ``args`` (all differentiated) and build its graph.
 
     Args:
@@ -266,13 +182,13 @@ def build_graph(closed_jaxpr, args, n_outputs: int | None = None) -> Graph:
     sinks = []
     for o in range(n_outputs):
         sink = builder.vertex("output", values[o], "output", vid=-(2 * 10 ** 9) - o)
-        if out_ids[o] is not None and _inexact(values[o]):
+        if out_ids[o] is not None and is_inexact(values[o]):
             builder.edge(out_ids[o], sink, Partial.identity(pair_shape(values[o]), real_dtype(values[o])))
         sinks.append(sink)
     return _prune_and_number(builder, input_ids, sinks, values, n_in)
 
 
-def reachable(edges, start, *, backward: bool = False) -> set[int]:
+def reachable(edges: Iterable[tuple[int, int]], start: Iterable[int], *, backward: bool = False) -> set[int]:
     """Vertices reachable from ``start`` along ``edges`` (``{(u, w): ...}``), or against them."""
     neighbours: dict[int, list[int]] = {}
     for (u, w) in edges:

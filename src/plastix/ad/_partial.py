@@ -22,16 +22,19 @@ stored values are then multiplied by one einsum whose size is the multiplication
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike, DTypeLike
 
-__all__ = ["Axis", "Partial"]
+__all__ = ["Axis", "Partial", "add", "batch_sum", "canonical", "compose", "is_local", "structure_key"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,8 +69,9 @@ def _identity_axes(labels) -> tuple[Axis, ...]:
 
 
 @jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True, eq=False)
 class Partial:
-    """A structured partial derivative ``d out / d in`` (see the module docstring).
+    """A structured partial derivative ``d out / d in`` (see the module docstring); immutable.
 
     Attributes:
         out_shape, in_shape: logical shapes; ``todense()`` has shape ``out_shape + in_shape``.
@@ -78,15 +82,29 @@ class Partial:
         dtype: dtype of the logical partial.
     """
 
-    def __init__(self, out_shape, in_shape, sizes, out_axes, in_axes, val_labels, val, dtype):
-        self.out_shape = tuple(out_shape)
-        self.in_shape = tuple(in_shape)
-        self.sizes = dict(sizes)
-        self.out_axes = tuple(out_axes)
-        self.in_axes = tuple(in_axes)
-        self.val_labels = tuple(val_labels)
-        self.val = val
-        self.dtype = np.dtype(dtype)
+    out_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    sizes: dict[int, int]
+    out_axes: tuple[Axis, ...]
+    in_axes: tuple[Axis, ...]
+    val_labels: tuple[int, ...]
+    val: jax.Array | None
+    dtype: np.dtype
+
+    def __post_init__(self):
+        normal = {"out_shape": tuple(self.out_shape), "in_shape": tuple(self.in_shape), "sizes": dict(self.sizes),
+                  "out_axes": tuple(self.out_axes), "in_axes": tuple(self.in_axes),
+                  "val_labels": tuple(self.val_labels), "dtype": np.dtype(self.dtype)}
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes) -> Partial:
+        """A :class:`Partial` with the given fields changed, normalised as by the constructor.
+
+        Like :func:`dataclasses.replace`, but the result is always a plain :class:`Partial` (a subclass marking a
+        special edge, such as ``reduce_precision``'s rounding, does not carry over).
+        """
+        return Partial(**({name: getattr(self, name) for name in _FIELDS} | changes))
 
     # ----------------------------------------------------------------- pytree
     def tree_flatten(self):
@@ -103,14 +121,15 @@ class Partial:
 
     # ----------------------------------------------------------- constructors
     @classmethod
-    def identity(cls, shape, dtype) -> Partial:
+    def identity(cls, shape: Sequence[int], dtype: DTypeLike) -> Partial:
         """The identity ``d x / d x``: a Kronecker delta per axis, no stored values."""
         labels = range(len(shape))
         return cls(shape, shape, dict(zip(labels, shape)), _identity_axes(labels), _identity_axes(labels),
                    (), None, dtype)
 
     @classmethod
-    def elementwise(cls, d, in_shape, out_shape, dtype) -> Partial:
+    def elementwise(cls, d: ArrayLike | None, in_shape: Sequence[int], out_shape: Sequence[int],
+                    dtype: DTypeLike) -> Partial:
         """The partial of an elementwise op with local derivative ``d`` (a scalar or of ``out_shape``).
 
         The input has ``out_shape`` (a diagonal) or is broadcast to it from a scalar or from size-1 axes
@@ -135,7 +154,7 @@ class Partial:
         return cls(out_shape, in_shape, sizes, _identity_axes(labels), in_axes, val_labels, d, dtype)
 
     @classmethod
-    def dense(cls, jac, out_shape, in_shape) -> Partial:
+    def dense(cls, jac: jax.Array, out_shape: Sequence[int], in_shape: Sequence[int]) -> Partial:
         """A dense block ``jac`` of shape ``out_shape + in_shape``: every axis its own stored label."""
         out_shape, in_shape = tuple(out_shape), tuple(in_shape)
         n_out = len(out_shape)
@@ -145,7 +164,7 @@ class Partial:
                    labels, jac, jac.dtype)
 
     @classmethod
-    def zeros(cls, out_shape, in_shape, dtype) -> Partial:
+    def zeros(cls, out_shape: Sequence[int], in_shape: Sequence[int], dtype: DTypeLike) -> Partial:
         """An all-zero partial storing a single number."""
         out_shape, in_shape = tuple(out_shape), tuple(in_shape)
         labels = tuple(range(len(out_shape) + len(in_shape)))
@@ -191,13 +210,24 @@ class Partial:
     # ------------------------------------------------------------- operations
     def transpose(self) -> Partial:
         """The partial with input and output swapped (the adjoint structure)."""
-        return Partial(self.in_shape, self.out_shape, self.sizes, self.in_axes, self.out_axes, self.val_labels,
-                       self.val, self.dtype)
+        return self.replace(out_shape=self.in_shape, in_shape=self.out_shape, out_axes=self.in_axes,
+                            in_axes=self.out_axes)
 
-    def astype(self, dtype) -> Partial:
-        val = None if self.val is None else self.val.astype(dtype)
-        return Partial(self.out_shape, self.in_shape, self.sizes, self.out_axes, self.in_axes, self.val_labels,
-                       val, dtype)
+    def astype(self, dtype: DTypeLike) -> Partial:
+        """The same partial with its logical dtype (and stored values) converted to ``dtype``."""
+        return self.replace(val=None if self.val is None else self.val.astype(dtype), dtype=dtype)
+
+    def same_positions(self, a: Axis, b: Axis) -> bool:
+        """Whether the axis maps ``a`` and ``b`` (over labels of this partial) give the same position for every
+        assignment of their labels.
+
+        Two plain labels are the same position exactly when they are the same label; a map with an index array is
+        evaluated over the product grid of the labels of both (e.g. ``x.at[:, k].set(v)`` writes maps as arrays).
+        """
+        if a.index is None and b.index is None:
+            return a.labels == b.labels
+        grid = _Grid(sorted(set(a.labels) | set(b.labels)), self.sizes)
+        return bool(np.array_equal(grid.eval(a), grid.eval(b)))
 
     def todense(self) -> jax.Array:
         """The dense array of shape ``out_shape + in_shape``."""
@@ -243,6 +273,9 @@ class Partial:
         index = tuple(grid.eval(axis) for axis in positions)
         values = grid.broadcast(self.val, self.val_labels, self.dtype)
         return jnp.zeros(shape, self.dtype).at[index].add(values)
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Partial))
 
 
 class _Grid:
@@ -445,12 +478,16 @@ def compose(outer: Partial, inner: Partial, *, batch_sum: bool = False) -> tuple
         val_labels, val = (), (None if factor == 1 else jnp.asarray(factor, dtype))
     else:
         val_labels = tuple(sorted(in_vals & in_positions))
-        val = _einsum(present, val_labels) if not lead else _batch_sum(present, val_labels)
-        if factor != 1:
-            val = val * factor
-        val = val.astype(dtype)
+        val = _product(present, val_labels, lead, factor).astype(dtype)
     result = Partial(outer.out_shape, inner.in_shape, work.sizes, out_axes, in_axes, val_labels, val, dtype)
     return canonical(result), muls
+
+
+def _product(operands, out_labels, lead: int, factor: int) -> jax.Array:
+    """The stored values of a product: one contraction (summed over a leading batch axis with ``lead``), scaled
+    by ``factor`` (the count of summed labels that no stored value mentions)."""
+    val = batch_sum(operands, out_labels) if lead else _einsum(operands, out_labels)
+    return val if factor == 1 else val * factor
 
 
 def _einsum(operands, out_labels):
@@ -463,8 +500,11 @@ def _einsum(operands, out_labels):
     return jnp.einsum(spec, *(v for _, v in operands))
 
 
-def _batch_sum(operands, out_labels):
+def batch_sum(operands: Sequence[tuple[Sequence[int], jax.Array]], out_labels: Sequence[int]) -> jax.Array:
     """``sum_b prod_k operand_k[b, ...]`` over a leading batch axis ``b`` of every operand.
+
+    Each operand is ``(labels, values)``: ``values`` has a leading batch axis, then one axis per label; the result
+    has one axis per label of ``out_labels`` (every other label is summed).
 
     A label shared by both operands and kept in the result would make the contraction a batched matrix
     product that XLA transposes; there a fused multiply-and-sum is faster, otherwise one ``einsum``.
@@ -502,10 +542,10 @@ def canonical(p: Partial, *, structure_only: bool = False) -> Partial:
     val = p.val
     if val is not None and not structure_only and order != list(range(len(order))):
         val = jnp.transpose(val, order)
-    return Partial(p.out_shape, p.in_shape, {rename[x]: p.sizes[x] for x in rename},
-                   [Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.out_axes],
-                   [Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.in_axes],
-                   [rename[p.val_labels[k]] for k in order], val, p.dtype)
+    return p.replace(sizes={rename[x]: p.sizes[x] for x in rename},
+                     out_axes=[Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.out_axes],
+                     in_axes=[Axis(tuple(rename[x] for x in a.labels), a.index) for a in p.in_axes],
+                     val_labels=[rename[p.val_labels[k]] for k in order], val=val)
 
 
 def structure_key(p: Partial) -> tuple:
@@ -524,7 +564,7 @@ def add(a: Partial, b: Partial) -> Partial:
         return Partial.dense(total, a.out_shape, a.in_shape)
     labels = tuple(sorted(set(a.val_labels) | set(b.val_labels)))
     total = _aligned(a, labels, dtype) + _aligned(b, labels, dtype)
-    return Partial(a.out_shape, a.in_shape, a.sizes, a.out_axes, a.in_axes, labels, total, dtype)
+    return a.replace(val_labels=labels, val=total, dtype=dtype)
 
 
 def _aligned(p: Partial, labels, dtype):
@@ -532,3 +572,9 @@ def _aligned(p: Partial, labels, dtype):
         return jnp.ones((1,) * len(labels), dtype)
     shape = [p.sizes[x] if x in p.val_labels else 1 for x in labels]
     return p.val.astype(dtype).reshape(shape)
+
+
+def is_local(p: Partial) -> bool:
+    """An elementwise partial: every axis the identity of one label shared by input and output."""
+    return p.out_shape == p.in_shape and all(
+        a.index is None and b.index is None and a.labels == b.labels for a, b in zip(p.out_axes, p.in_axes))

@@ -7,7 +7,8 @@ results a list with one ``Partial | None`` per result. The table is filled by sm
 
 A primitive without a rule gets dense blocks from JAX's own AD of the equation (:func:`partials`, with a one-time
 warning); only a primitive that JAX cannot differentiate either raises ``NotImplementedError``. Complex values
-are real (re, im) pairs in the graph (:func:`realify`).
+are real (re, im) pairs in the graph (:func:`realify`). The entries of ``custom_jvp`` and ``custom_vjp`` calls build
+graphs of their own and are registered by :mod:`._custom`, above graph building and elimination.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.extend.core import Literal
+from jax.extend.core import ClosedJaxpr, Literal
 from jax.extend.core import primitives as _primitives
 
 from ._partial import Axis, Partial
@@ -158,7 +160,8 @@ def is_complex(x) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.complexfloating)
 
 
-def _inexact(x) -> bool:
+def is_inexact(x) -> bool:
+    """Whether ``x`` has a floating or complex dtype (a value that can carry a derivative)."""
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
 
@@ -199,8 +202,8 @@ def dense_partials(primitive, params, invals, outvals, active, *, reverse: bool 
     """Dense blocks of one equation from JAX's own AD (forward mode, or reverse with ``reverse``), in the format
     of a rule; complex inputs and outputs take part as (re, im) pairs, so the blocks are exact for maps that are
     not complex-analytic too."""
-    idx = [k for k, a in enumerate(active) if a and _inexact(invals[k])]
-    keep = [o for o, out in enumerate(outvals) if _inexact(out)]
+    idx = [k for k, a in enumerate(active) if a and is_inexact(invals[k])]
+    keep = [o for o, out in enumerate(outvals) if is_inexact(out)]
     if not idx or not keep:
         return [None] * len(invals)
 
@@ -267,8 +270,8 @@ def _simplify(p: Partial) -> Partial:
             return Axis(axis.labels)
         return axis
 
-    return Partial(p.out_shape, p.in_shape, p.sizes, [fix(a, n) for a, n in zip(p.out_axes, p.out_shape)],
-                   [fix(a, n) for a, n in zip(p.in_axes, p.in_shape)], p.val_labels, p.val, p.dtype)
+    return p.replace(out_axes=[fix(a, n) for a, n in zip(p.out_axes, p.out_shape)],
+                     in_axes=[fix(a, n) for a, n in zip(p.in_axes, p.in_shape)])
 
 
 def _nonzero(mask) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -1050,8 +1053,17 @@ def _selected_branches(invals, *, branches, **_):
     return jax.make_jaxpr(selected)(*invals)
 
 
+def _inlined_call(invals, *, jaxpr=None, call_jaxpr=None, **_):
+    """A call (``jit``, ``closed_call``, ``checkpoint``, ...): its body evaluated in its place."""
+    body = call_jaxpr if jaxpr is None else jaxpr
+    return body if isinstance(body, ClosedJaxpr) else ClosedJaxpr(body, [])
+
+
 defexpand(P.scan_p, _unrolled_scan)
 defexpand(P.cond_p, _selected_branches)
+for _p in (P.jit_p, P.closed_call_p, P.call_p, P.remat_p):
+    defexpand(_p, _inlined_call)
+
 
 # ----------------------------------------------------------------------------- values passed through
 def _pass_through_rule(invals, outvals, active, **params):
@@ -1067,14 +1079,14 @@ for _p in (P.sharding_constraint_p, P.name_p):  # a sharding annotation, a check
 defzero(P.dce_sink_p)  # no results
 
 
-def _primitive_of(fun, name: str):
-    """The primitive named ``name`` in the jaxpr of ``fun`` (for primitives JAX does not export)."""
+def _primitive_of(fun):
+    """The primitive of the single equation ``fun`` traces to (for primitives JAX does not export)."""
     eqns = jax.make_jaxpr(fun)(np.zeros(2, np.float32)).jaxpr.eqns
-    return next((e.primitive for e in eqns if e.primitive.name == name), None)
+    return eqns[0].primitive if len(eqns) == 1 else None
 
 
-for _p in (_primitive_of(lambda x: jax.debug.print("{}", x), "debug_print"),
-           _primitive_of(lambda x: jax.debug.callback(lambda v: None, x), "debug_callback")):
+for _p in (_primitive_of(lambda x: jax.debug.print("{}", x)),
+           _primitive_of(lambda x: jax.debug.callback(lambda v: None, x))):
     if _p is not None:
         defzero(_p)  # no results: nothing to differentiate
 
@@ -1118,7 +1130,7 @@ def _scatter_sub_rule(invals, outvals, active, **params):
     if result[2] is not None:
         p = result[2]
         val = -jnp.ones((), p.dtype) if p.val is None else -p.val
-        result[2] = Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, p.val_labels, val, p.dtype)
+        result[2] = p.replace(val=val)
     return result
 
 
@@ -1154,7 +1166,7 @@ def _scatter_extremal_rule(primitive):
             out_index = list(np.unravel_index(target, out.shape))
             in_index = list(np.unravel_index(valid, updates.shape))
             p = _indexmap(out.shape, updates.shape, out_index, in_index, out.dtype, valid.size)
-            result[2] = Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, (0,), share, out.dtype)
+            result[2] = p.replace(val_labels=(0,), val=share, dtype=out.dtype)
         return result
 
     return rule
@@ -1165,6 +1177,7 @@ for _p in (P.scatter_max_p, P.scatter_min_p):
 
 
 # ------------------------------------------------------------------------------------- reduce_precision
+@dataclass(frozen=True, eq=False, init=False, repr=False)
 class Rounding(Partial):
     """The partial of ``reduce_precision``: the identity, except that whatever is composed with it is rounded.
 
@@ -1174,18 +1187,20 @@ class Rounding(Partial):
     identity's, so counting and order search treat it as one.
     """
 
+    bits: tuple[int, int]  # (exponent bits, mantissa bits)
+
     def __init__(self, shape, dtype, exponent_bits: int, mantissa_bits: int):
         labels = range(len(shape))
         axes = [Axis((k,)) for k in labels]
         super().__init__(shape, shape, dict(zip(labels, shape)), axes, axes, (), None, dtype)
-        self.bits = (exponent_bits, mantissa_bits)
+        object.__setattr__(self, "bits", (exponent_bits, mantissa_bits))
 
     def round(self, p: Partial) -> Partial:
         """``p`` (composed with this edge on either side) with its stored values rounded."""
         if p.val is None:
             return p
         val = lax.reduce_precision(p.val, *self.bits)
-        return Partial(p.out_shape, p.in_shape, p.sizes, p.out_axes, p.in_axes, p.val_labels, val, p.dtype)
+        return p.replace(val=val)
 
 
 def _reduce_precision_rule(invals, outvals, active, *, exponent_bits, mantissa_bits):
@@ -1258,8 +1273,8 @@ def _component(out_shape, in_shape, dtype, component: int, into: bool) -> Partia
     p = Partial.elementwise(None, in_shape, out_shape, dtype)
     fixed = (Axis((), np.asarray(component, np.int64)),)
     if into:
-        return Partial(p.out_shape + (2,), p.in_shape, p.sizes, p.out_axes + fixed, p.in_axes, (), None, dtype)
-    return Partial(p.out_shape, p.in_shape + (2,), p.sizes, p.out_axes, p.in_axes + fixed, (), None, dtype)
+        return p.replace(out_shape=p.out_shape + (2,), out_axes=p.out_axes + fixed)
+    return p.replace(in_shape=p.in_shape + (2,), in_axes=p.in_axes + fixed)
 
 
 def _part_rule(component: int):

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import tree_flatten, tree_unflatten
 
-from ._eliminate import Order, eliminate, resolve_order
+from ._eliminate import eliminate
 from ._graph import Graph, build_graph
 from ._partial import Partial
+from .orders import OrderSpec, resolve
 
 __all__ = ["jacve", "graph", "count_muls"]
 
@@ -117,7 +118,7 @@ class _Traced:
         return tree_unflatten(self.out_tree, rows)
 
 
-def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "rev", has_aux: bool = False,
+def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: OrderSpec = "rev", has_aux: bool = False,
           sparse: bool = False) -> Callable:
     """Jacobian of ``fun`` by cross-country vertex elimination; a drop-in for ``jax.jacrev``.
 
@@ -151,38 +152,43 @@ def jacve(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "re
 
     def traced_jac(*args, **kwargs):
         traced = _Traced(fun, argnums, has_aux, args, kwargs, "jacve")
-        edges, _ = eliminate(traced.graph, resolve_order(traced.graph, order))
+        edges, _ = eliminate(traced.graph, resolve(traced.graph, order))
         jac = traced.assemble(edges, sparse)
         return (jac, traced.aux()) if has_aux else jac
 
     def jac_fun(*args, **kwargs):
         if any(_is_traced(x) for x in jax.tree.leaves((args, kwargs))):
             return traced_jac(*args, **kwargs)
-        # Called eagerly: compile the whole accumulation once instead of dispatching it op by op. Only the
-        # differentiated leaves are arguments of the compiled function; every other argument stays concrete.
-        _, nums = _argnums(argnums, len(args), "jacve")
-        flat, tree = tree_flatten([args[k] for k in nums])
-        static: dict[str, Any] = {}
-
-        def with_arrays(*flat_dyn):
-            full = list(args)
-            for k, d in zip(nums, tree_unflatten(tree, flat_dyn)):
-                full[k] = d
-            if not has_aux:
-                return traced_jac(*full, **kwargs)
-            jac, aux = traced_jac(*full, **kwargs)
-            leaves, static["tree"] = tree_flatten(aux)
-            static["leaves"] = [_TRACED if _is_traced(a) else a for a in leaves]
-            return jac, [a for a in leaves if _is_traced(a)]
-
-        result = jax.jit(with_arrays)(*flat)
-        if not has_aux:
-            return result
-        jac, traced = result
-        traced = iter(traced)
-        return jac, tree_unflatten(static["tree"], [next(traced) if a is _TRACED else a for a in static["leaves"]])
+        return _compiled(traced_jac, argnums, has_aux, args, kwargs)
 
     return jac_fun
+
+
+def _compiled(traced_jac: Callable, argnums, has_aux: bool, args, kwargs):
+    """``traced_jac(*args, **kwargs)`` called eagerly: the whole accumulation compiled once instead of dispatched
+    op by op. Only the differentiated leaves are arguments of the compiled function; every other argument stays
+    concrete."""
+    _, nums = _argnums(argnums, len(args), "jacve")
+    flat, tree = tree_flatten([args[k] for k in nums])
+    static: dict[str, Any] = {}
+
+    def with_arrays(*flat_dyn):
+        full = list(args)
+        for k, d in zip(nums, tree_unflatten(tree, flat_dyn)):
+            full[k] = d
+        if not has_aux:
+            return traced_jac(*full, **kwargs)
+        jac, aux = traced_jac(*full, **kwargs)
+        leaves, static["tree"] = tree_flatten(aux)
+        static["leaves"] = [_TRACED if _is_traced(a) else a for a in leaves]
+        return jac, [a for a in leaves if _is_traced(a)]
+
+    result = jax.jit(with_arrays)(*flat)
+    if not has_aux:
+        return result
+    jac, traced = result
+    traced = iter(traced)
+    return jac, tree_unflatten(static["tree"], [next(traced) if a is _TRACED else a for a in static["leaves"]])
 
 
 def graph(fun: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = False) -> Callable[..., Graph]:
@@ -220,7 +226,7 @@ def graph(fun: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = Fa
     return graph_fun
 
 
-def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order = "rev",
+def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: OrderSpec = "rev",
                has_aux: bool = False) -> Callable[..., int]:
     """Number of multiplications the elimination in ``order`` performs, from shapes and structure alone.
 
@@ -262,7 +268,7 @@ def count_muls(fun: Callable, argnums: int | Sequence[int] = 0, *, order: Order 
             for k, d in zip(nums, tree_unflatten(tree, flat_dyn)):
                 full[k] = d
             traced = _Traced(fun, argnums, has_aux, tuple(full), kwargs, "count_muls")
-            _, result["muls"] = eliminate(traced.graph, resolve_order(traced.graph, order))
+            _, result["muls"] = eliminate(traced.graph, resolve(traced.graph, order))
             return 0
 
         jax.eval_shape(run, *[_as_array(x) for x in flat])

@@ -19,6 +19,9 @@ Heuristics (also accepted by name as ``plastix.jacve(f, order=...)``):
 first, then improves on the best order by randomised greedy rollouts and simulated annealing.
 ``order="search"`` in :func:`plastix.jacve` runs it once per graph fingerprint and keeps the result in a cache
 directory (:func:`cache_dir`); an :class:`Order` carries its graph's fingerprint and refuses other graphs.
+
+:func:`resolve` (exported as :func:`plastix.ad.resolve_order`) is the one place where an order given to
+:func:`plastix.jacve` (an :data:`OrderSpec`: a name, an :class:`Order` or vertex ids) becomes a validated vertex order.
 """
 
 from __future__ import annotations
@@ -29,18 +32,22 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from . import _exact
 from ._cost import CostGraph, CostState
 from ._exact import Exact
 from ._graph import Graph
 
-__all__ = ["HEURISTICS", "NAMES", "Exact", "Order", "SEARCH_SECONDS", "cache_dir", "cached", "cached_search",
-           "forward", "load_order", "markowitz", "min_fill", "optimal", "resolve", "reverse", "reverse_markowitz",
-           "search", "store"]
+__all__ = ["HEURISTICS", "NAMES", "Exact", "Order", "OrderSpec", "SEARCH_SECONDS", "cache_dir", "cached",
+           "cached_search", "forward", "load_order", "markowitz", "min_fill", "optimal", "resolve", "reverse",
+           "reverse_markowitz", "search", "store"]
 
 GraphLike = Graph | CostGraph
 
@@ -136,8 +143,7 @@ def optimal(graph: GraphLike, *, seconds: float = 10.0, max_states: int | None =
         its count, whether it is proven optimal and a proven lower bound on the optimum.
     """
     cg = _cost_graph(graph)
-    incumbent = min((heuristic(cg) for heuristic in HEURISTICS.values()), key=cg.count)
-    return _exact.solve(cg, incumbent, seconds=seconds, max_states=max_states)[0]
+    return _exact.solve(cg, _best_heuristic(cg)[0], seconds=seconds, max_states=max_states)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -279,52 +285,79 @@ def search(graph: GraphLike, *, seconds: float = 60.0, seed: int = 0,
     """
     deadline = time.perf_counter() + seconds
     cg = _cost_graph(graph)
+    best_order, best = _best_heuristic(cg)
+    if len(cg.vertices) < 2:
+        return best_order, best
+    max_evals = math.inf if max_evals is None else max_evals
+    exact, evals = _exact.solve(cg, best_order, seconds=EXACT_SHARE * seconds,
+                                max_states=min(EXACT_STATES, max_evals))
+    if exact.muls < best:
+        best_order, best = exact.order, exact.muls
+    if exact.proven_optimal:
+        return best_order, best
+    rng = random.Random(seed)
+    budget = _Budget(evals, max_evals, deadline)
+    run = 0
+    while budget.more():
+        # a round: rollouts, then annealing from the best order (restart) with a cooling schedule
+        best_order, best = _rollouts(cg, rng, best_order, best, budget)
+        best_order, best = _annealing(cg, rng, best_order, best, budget, (0.002, 0.004, 0.008)[run % 3])
+        run += 1
+    return best_order, int(best)
+
+
+def _best_heuristic(cg: CostGraph) -> tuple[list[int], int]:
+    """The order of :data:`HEURISTICS` with the fewest multiplications (the first of equals) and its count."""
     best_order, best = None, math.inf
     for heuristic in HEURISTICS.values():
         order = heuristic(cg)
         muls = cg.count(order)
         if muls < best:
             best_order, best = order, muls
-    if len(cg.vertices) < 2:
-        return best_order, best
-    evals = 0
-    budget = math.inf if max_evals is None else max_evals
-    exact, evals = _exact.solve(cg, best_order, seconds=EXACT_SHARE * seconds, max_states=min(EXACT_STATES, budget))
-    if exact.muls < best:
-        best_order, best = exact.order, exact.muls
-    if exact.proven_optimal:
-        return best_order, best
-    rng = random.Random(seed)
+    return best_order, best
 
-    def more() -> bool:
-        return evals < budget and time.perf_counter() < deadline
 
-    run = 0
-    while more():
-        # a round: rollouts, then annealing from the best order (restart) with a cooling schedule
-        for _ in range(10):
-            if not more():
-                break
-            order, muls = _rollout(cg, rng, rng.choice((0.1, 0.3, 0.6, 1.0)), best)
-            evals += 1
-            if muls < best:
-                best_order, best = order, muls
-        annealer = _Annealer(cg, best_order, rng)
-        steps = 3000
-        t0 = (0.002, 0.004, 0.008)[run % 3] * best
-        for k in range(steps):
-            if not more():
-                break
-            annealer.step(t0 * (1.0 - k / steps))
-            evals += 1
-            if annealer.muls < best:
-                exact = cg.count(annealer.order)  # the reused suffix counts assume order-free edge merges
-                if exact < best:
-                    best_order, best = list(annealer.order), exact
-                if exact != annealer.muls:
-                    annealer.reset(annealer.order)
-        run += 1
-    return best_order, int(best)
+class _Budget:
+    """The evaluations and wall-clock time of a search: ``evals`` so far, at most ``max_evals``, until ``deadline``."""
+
+    def __init__(self, evals: int, max_evals: float, deadline: float):
+        self.evals, self.max_evals, self.deadline = evals, max_evals, deadline
+
+    def more(self) -> bool:
+        return self.evals < self.max_evals and time.perf_counter() < self.deadline
+
+
+def _rollouts(cg: CostGraph, rng: random.Random, best_order: list[int], best: int, budget: _Budget,
+              n: int = 10) -> tuple[list[int], int]:
+    """``n`` randomised greedy rollouts (:func:`_rollout`); the best order so far and its count."""
+    for _ in range(n):
+        if not budget.more():
+            break
+        order, muls = _rollout(cg, rng, rng.choice((0.1, 0.3, 0.6, 1.0)), best)
+        budget.evals += 1
+        if muls < best:
+            best_order, best = order, muls
+    return best_order, best
+
+
+def _annealing(cg: CostGraph, rng: random.Random, best_order: list[int], best: int, budget: _Budget,
+               temperature: float, steps: int = 3000) -> tuple[list[int], int]:
+    """One simulated-annealing run from ``best_order``, cooling linearly from ``temperature * best`` to zero over
+    ``steps`` proposals; the best order so far and its count."""
+    annealer = _Annealer(cg, best_order, rng)
+    t0 = temperature * best
+    for k in range(steps):
+        if not budget.more():
+            break
+        annealer.step(t0 * (1.0 - k / steps))
+        budget.evals += 1
+        if annealer.muls < best:
+            exact = cg.count(annealer.order)  # the reused suffix counts assume order-free edge merges
+            if exact < best:
+                best_order, best = list(annealer.order), exact
+            if exact != annealer.muls:
+                annealer.reset(annealer.order)
+    return best_order, best
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,14 +493,95 @@ def cached_search(graph: GraphLike, *, seconds: float | None = None, seed: int =
     return store(Order.of(cg, vertices, "search", info))
 
 
-def resolve(graph: Graph, order: str | Order) -> list[int]:
-    """The vertex list of a named order or an :class:`Order` for ``graph`` (used by ``plastix.jacve``)."""
+OrderSpec = str | Order | Sequence[int]  # or a 1-d integer NumPy/JAX array: what plastix.jacve's ``order`` takes
+
+
+def resolve(graph: GraphLike, order: OrderSpec) -> list[int]:
+    """Turn an order name, a saved :class:`Order` or a sequence of vertex ids into a validated elimination order.
+
+    Exported as :func:`plastix.ad.resolve_order`. Names: ``"fwd"``/``"forward"``, ``"rev"``/``"reverse"``,
+    ``"markowitz"``, ``"reverse_markowitz"``, ``"min_fill"`` and ``"search"`` (computed here, outside any jit).
+
+    Args:
+        graph: the :class:`plastix.ad.Graph` to eliminate (e.g. from :func:`plastix.graph`) or its
+            :class:`~plastix.ad.CostGraph`.
+        order: an order name, a saved :class:`Order`, or a sequence of vertex ids.
+
+    Returns:
+        The elimination order as a list of ``int`` vertex ids, a permutation of ``graph.vertices``.
+
+    Raises:
+        ValueError: for an unknown order name (the message lists the valid ones), a saved order made for another
+            graph, or a sequence that is not a permutation of ``graph.vertices`` (the message lists the missing,
+            repeated and unknown ids).
+        TypeError: ``order`` is none of these (``None``, a number, a bool, a set, a float array, ...).
+
+    Example:
+        >>> g = plastix.graph(f)(x)
+        >>> plastix.ad.resolve_order(g, "markowitz")     # list of vertex ids
+        >>> plastix.jacve(f, order=plastix.ad.resolve_order(g, "min_fill"))(x)
+    """
     if isinstance(order, Order):
-        return order.check(graph)
-    if order == "search":
+        ids = order.check(graph)
+    elif isinstance(order, str):
+        ids = _named(graph, order)
+    else:
+        ids = _vertex_ids(order)
+    _check_permutation(graph.vertices, ids)
+    return ids
+
+
+def _named(graph: GraphLike, name: str) -> list[int]:
+    if name == "search":
         return list(cached_search(graph).vertices)
-    heuristic = HEURISTICS.get({"forward": "fwd", "reverse": "rev"}.get(order, order))
+    heuristic = HEURISTICS.get({"forward": "fwd", "reverse": "rev"}.get(name, name))
     if heuristic is None:
-        raise ValueError(f"unknown elimination order {order!r}; expected one of {', '.join(map(repr, NAMES))}, "
+        raise ValueError(f"unknown elimination order {name!r}; expected one of {', '.join(map(repr, NAMES))}, "
                          f"'forward', 'reverse', a plastix.ad.orders.Order or a sequence of vertex ids")
     return heuristic(graph)
+
+
+def _check_permutation(vertices: Sequence[int], order: list[int]) -> None:
+    known = set(vertices)
+    seen: set = set()
+    repeated, unknown = [], []
+    for v in order:
+        if v not in known:
+            unknown.append(v)
+        elif v in seen:
+            repeated.append(v)
+        seen.add(v)
+    missing = [v for v in vertices if v not in seen]
+    if missing or repeated or unknown:
+        problems = [f"{name} vertices {ids}" for name, ids in
+                    (("missing", missing), ("repeated", sorted(set(repeated))), ("unknown", unknown)) if ids]
+        span = f"{vertices[0]}..{vertices[-1]}" if vertices else "none"
+        raise ValueError(f"invalid elimination order: {'; '.join(problems)} (expected a permutation of the "
+                         f"{len(vertices)} ids in Graph.vertices: {span})")
+
+
+_WHAT_AN_ORDER_IS = ("an elimination order is a name ('fwd', 'rev', 'markowitz', 'reverse_markowitz', 'min_fill', "
+                     "'search', 'forward', 'reverse'), a plastix.ad.orders.Order, or a sequence (list, tuple, "
+                     "1-d integer array) of integer vertex ids")
+
+
+def _vertex_ids(order) -> list[int]:
+    """``order`` as a list of Python ints; a ``TypeError`` saying what an order may be for anything else."""
+    if isinstance(order, np.ndarray | jax.Array) and not isinstance(order, jax.core.Tracer):
+        if order.ndim == 1 and (order.size == 0 or jnp.issubdtype(order.dtype, jnp.integer)):
+            return [int(v) for v in np.asarray(order)]
+    elif isinstance(order, Sequence) and not isinstance(order, str | bytes):
+        ids = list(order)
+        bad = [v for v in ids if not isinstance(v, int | np.integer) or isinstance(v, bool | np.bool_)]
+        if not bad:
+            return [int(v) for v in ids]
+        raise TypeError(f"{_WHAT_AN_ORDER_IS}; got a sequence with {bad[0]!r} ({type(bad[0]).__name__})")
+    raise TypeError(f"{_WHAT_AN_ORDER_IS}; got {_short(order)}")
+
+
+def _short(x) -> str:
+    if isinstance(x, np.ndarray | jax.Array):
+        return f"a {x.dtype} array of shape {tuple(x.shape)}"
+    text = repr(x)
+    return (text if len(text) <= 60 else text[:57] + "...") + f" ({type(x).__name__})"
+
