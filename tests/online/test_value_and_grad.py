@@ -309,7 +309,7 @@ def test_stream_errors_are_named():
         po.Stream(step, mse, chunk=0)
     xs, ts = data(0)
     stream = po.Stream(step, mse)
-    with pytest.raises(RuntimeError, match="call Stream.init"):
+    with pytest.raises(TypeError, match="carry must be the StreamCarry returned by Stream.init"):
         stream.update(params, None, xs, ts)
     with pytest.raises(ValueError, match="max_trace_size"):
         po.Stream(step, mse, "rtrl", max_trace_size=1).init(params, u0, xs[0], ts[0])
@@ -382,7 +382,7 @@ def test_bad_inputs_are_named():
         po.value_and_grad(lambda p, u, x: (u[:3], p["Wo"] @ u), mse)(params, u0, xs, ts)
     with pytest.raises(ValueError, match="scalar"):
         po.value_and_grad(step, lambda o, t: (o - t) ** 2)(params, u0, xs, ts)
-    with pytest.raises(ValueError, match="plan_traces: unknown mode 'bptt'"):
+    with pytest.raises(ValueError, match="plan_traces: mode 'bptt' keeps no traces"):
         po.plan_traces(step, params, u0, xs[0], "bptt")
     with pytest.raises(ValueError, match="chunk must be a positive number of steps, got 0"):
         po.value_and_grad(step, mse, "diagonal", chunk=0)
@@ -421,3 +421,67 @@ def test_traces_through_a_reset_are_chunked_exactly(spelling):
     for chunk in (1, 5, 7):
         _, grads = jax.jit(po.value_and_grad(step, mse, "diagonal", batched=True, chunk=chunk))(params, v0, xs, ts)
         assert_close(grads, ref, atol=1e-8)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_has_aux_sums_the_aux_over_time_in_every_mode(batched):
+    """``has_aux=True``: the loss's aux (here log-probabilities) comes back summed over time, per example, equal to
+    a separate forward pass, and the gradient is unchanged."""
+    step, params, u0 = lif_model("zero", True, False)
+    xs, _ = data(3, batch=4 if batched else None)
+    labels = jnp.arange(xs.shape[1] if batched else 1) % C
+    targets = jnp.broadcast_to(labels, xs.shape[:2]) if batched else jnp.broadcast_to(labels[0], xs.shape[:1])
+    state0 = jnp.zeros((xs.shape[1], N)) if batched else u0
+
+    def nll(out, label):
+        logp = jax.nn.log_softmax(out)
+        return -logp[label], logp
+
+    forward = jax.vmap(step, in_axes=(None, 0, 0)) if batched else step
+    _, outs = lax.scan(lambda s, x: forward(params, s, x), state0, xs)
+    expected = jnp.sum(jax.nn.log_softmax(outs), axis=0)
+    plain = lambda out, label: nll(out, label)[0]
+    for mode in po.MODES:
+        (total, logp), grads = po.value_and_grad(step, nll, mode, has_aux=True, batched=batched, chunk=5)(
+            params, state0, xs, targets)
+        ref_total, ref = po.value_and_grad(step, plain, mode, batched=batched, chunk=5)(params, state0, xs, targets)
+        np.testing.assert_allclose(logp, expected, rtol=1e-10, err_msg=mode)
+        np.testing.assert_allclose(total, ref_total, rtol=1e-12, err_msg=mode)
+        assert_close(grads, ref, atol=1e-12)
+    with pytest.raises(ValueError, match=r"has_aux=True, loss\(out, target\) must return a pair"):
+        po.value_and_grad(step, plain, "diagonal", has_aux=True, batched=batched)(params, state0, xs, targets)
+
+
+@pytest.mark.parametrize("recurrent, detach", [(False, True), (False, False), (True, True)])
+def test_coupled_traces_of_two_state_leaves_are_chunked_exactly(recurrent, detach):
+    """ALIF's membrane and adaptation traces of one weight form a 2 × 2 recurrence per neuron: both advance in
+    chunks together (chunks of 5 and 7, T = 24 not a multiple), equal to step by step, and to BPTT without
+    recurrent weights (diagonal and eprop are exact there)."""
+    from plastix.neurons import alif_step
+
+    def step(params, state, x):
+        u, a = state
+        drive = jnp.concatenate([x, a]) if recurrent else x  # recurrent: every adaptation drives every neuron
+        (u, a), z = alif_step({"W": params["W"]}, (u, a), drive, spike_fn=SPIKE, detach_reset=detach)
+        return (u, a), params["Wo"] @ z
+
+    W, Wo = weights(7, (N, M + (N if recurrent else 0)), (C, N), scale=3.0)
+    params = {"W": W, "Wo": Wo}
+    s0 = (jnp.zeros((2, N)), jnp.zeros((2, N)))
+    xs, ts = data(8, batch=2)
+    plan = po.plan_traces(step, params, (jnp.zeros(N), jnp.zeros(N)), xs[0, 0], "diagonal")
+    assert sorted(plan.chunks) == [(0, 0), (1, 0)] and len(set(plan.chunks.values())) == 1, plan.unchunked
+    assert plan.folds == {0}
+    forward = jax.vmap(lambda s, x: step(params, s, x), in_axes=(0, 0))
+    _, outs = lax.scan(lambda s, x: (lambda r: (r[0], r[0][1]))(forward(s, x)), s0, xs)
+    assert float(jnp.mean(outs != 0)) > 0.05  # the adaptation moved: spikes occurred
+    for mode in ("diagonal", "eprop"):
+        vg = lambda chunk: jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=chunk))
+        ref_loss, ref = vg(1)(params, s0, xs, ts)
+        for chunk in (5, 7):
+            loss, grads = vg(chunk)(params, s0, xs, ts)
+            np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+            assert_close(grads, ref, atol=1e-10)
+        if not recurrent:
+            _, exact = po.value_and_grad(step, mse, "bptt", batched=True)(params, s0, xs, ts)
+            assert_close(grads, exact, atol=1e-8)

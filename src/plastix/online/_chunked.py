@@ -22,6 +22,7 @@ over- or underflows that the step-by-step update would not; the result is the sa
 
 from __future__ import annotations
 
+import math
 import string
 from dataclasses import dataclass
 
@@ -29,10 +30,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..ad._partial import Partial, _batch_sum, canonical, compose, structure_key
+from ..ad import Partial, batch_sum, canonical, compose, structure_key
 from ._jacobians import is_local
 
-__all__ = ["ChunkLayout", "chunk_layout", "row_factor", "col_factor", "row_key", "chunk_recursion", "chunk_end"]
+__all__ = ["ChunkLayout", "GroupLayout", "chunk_end", "chunk_layout", "chunk_recursion", "col_factor", "group_end",
+           "group_factors", "group_layout", "row_factor", "row_key"]
 
 
 @dataclass(frozen=True)
@@ -45,38 +47,48 @@ class ChunkLayout:
     scaled: bool = False
 
 
-def chunk_layout(block, H, F, blocks, template: Partial, factor=None) -> ChunkLayout | None:
-    """The layout of ``block = (state a, parameter p)`` if its trace has the per-neuron form, else ``None``.
+def chunk_layout(block, H, F, blocks, template: Partial, factor=None) -> ChunkLayout | str:
+    """The layout of ``block = (state a, parameter p)`` if its trace has the per-neuron form, else why not.
 
     Requires: no other traced block of ``p`` is coupled to ``a`` through ``H``; ``H[a][a]`` is per element of
     the state; ``F[a][p]`` has the trace's structure and values only on the parameter's own axes, or is the
     product of a per-element factor and such a partial (``factor = (J, E)``, ``F = J·E``: the layout is
     ``scaled``, ``F_t[r, c] = a_t[r]·x_t[c]``, as through a reset ``u·(1 - z)`` that is not detached).
+
+    Returns:
+        A :class:`ChunkLayout`, or a one-line reason (for ``describe``) why the block advances step by step.
     """
     a, p = block
     for b in range(len(H)):
         if b != a and (b, p) in blocks and (H[a][b] is not None or H[b][a] is not None):
-            return None
+            return f"coupled through H to the trace of state leaf s{b} (a recurrence of several state leaves)"
+    layout = _rows_and_cols(template)
+    if isinstance(layout, str):
+        return layout
+    h = H[a][a]
+    if h is not None and (not is_local(h) or not set(_row_labels(h, template)) <= set(layout.val_rows)):
+        return "H of the state leaf is not elementwise (it mixes neurons or compartments)"
+    f = F[a][p]
+    if f is None or _column_factor(f, template, layout.cols):
+        return layout
+    if factor is not None and _scaled(f, factor, template, layout.val_rows, layout.cols):
+        return ChunkLayout(layout.rows, layout.val_rows, layout.cols, scaled=True)
+    return "F is not a per-neuron factor times a row shared by all neurons (a_t ⊗ x_t)"
+
+
+def _rows_and_cols(template: Partial) -> ChunkLayout | str:
+    """The trace's labels split into rows (the state's axes) and columns, if its values are stored that way."""
     if any(axis.index is not None for axis in template.out_axes):
-        return None
+        return "the trace's state axes are index maps, not plain labels"
     rows = tuple(axis.labels[0] for axis in template.out_axes)
     in_labels = {label for axis in template.in_axes for label in axis.labels}
     if len(set(rows)) != len(rows) or not set(rows) <= in_labels or not set(template.val_labels) <= in_labels:
-        return None
+        return f"the trace's layout ({template.kind}) is not state rows times parameter columns"
     val_rows = tuple(label for label in template.val_labels if label in rows)
     cols = tuple(label for label in template.val_labels if label not in rows)
     if template.val_labels != val_rows + cols:
-        return None
-    h = H[a][a]
-    if h is not None:
-        if not is_local(h) or not set(_row_labels(h, template)) <= set(val_rows):
-            return None
-    f = F[a][p]
-    if f is None or _column_factor(f, template, cols):
-        return ChunkLayout(rows, val_rows, cols)
-    if factor is not None and _scaled(f, factor, template, val_rows, cols):
-        return ChunkLayout(rows, val_rows, cols, scaled=True)
-    return None
+        return f"the trace's layout ({template.kind}) is not state rows times parameter columns"
+    return ChunkLayout(rows, val_rows, cols)
 
 
 def _column_factor(f: Partial, template: Partial, cols) -> bool:
@@ -187,9 +199,144 @@ def chunk_end(trace: Partial, recursion, x, coefficient, template: Partial, layo
     new = a_first * g0 + spread
     labels = layout.rows + layout.cols
     flat = lambda v: v.reshape((-1,) + v.shape[2:])
-    val = _batch_sum([(layout.rows, b_first), (layout.val_rows + layout.cols, g0)], labels)
-    val = val + _batch_sum([(layout.rows, flat(coefficient)), (layout.cols, flat(x))], labels)
-    grad = Partial((), template.in_shape, template.sizes, (), template.in_axes, labels, val, template.dtype)
-    new_trace = Partial(trace.out_shape, trace.in_shape, trace.sizes, trace.out_axes, trace.in_axes,
-                        trace.val_labels, new.astype(g0.dtype), trace.dtype)
+    val = batch_sum([(layout.rows, b_first), (layout.val_rows + layout.cols, g0)], labels)
+    val = val + batch_sum([(layout.rows, flat(coefficient)), (layout.cols, flat(x))], labels)
+    grad = template.replace(out_shape=(), out_axes=(), val_labels=labels, val=val)
+    new_trace = trace.replace(val=new.astype(g0.dtype))
     return new_trace, grad.todense()
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """Traces of one parameter in several state leaves coupled per neuron (ALIF's membrane and adaptation, a
+    current-based synapse feeding the membrane): per neuron a ``k × k`` recurrence
+
+        G_t[s, r, c] = Σ_u M_t[s, u, r] · G_{t-1}[u, r, c] + f_t[s, r] · x_t[c]
+
+    over the ``k`` leaves ``s``, rows ``r`` (the leaves' common shape) and the parameter's columns ``c``. A leaf's
+    trace may store fewer rows (``val_rows[s]``, e.g. a synaptic current whose trace is the same for every
+    neuron); its layout is the fixed point of the update, so the chunk's result keeps that form exactly.
+    """
+
+    param: int
+    leaves: tuple[int, ...]
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    val_rows: tuple[tuple[int, ...], ...]
+
+
+def group_layout(leaves, p: int, H, F, templates: dict, factors: dict) -> GroupLayout | str:
+    """The :class:`GroupLayout` of the coupled blocks ``(a, p)``, ``a in leaves``, or why they advance step by step.
+
+    Requires: the blocks share one structure, stored as rows times the same columns; every ``H[a][b]`` between
+    them is elementwise; every ``F[a][p]`` is a per-element factor times the parameter's one input edge
+    (``F = J·E``, the same ``E`` for all).
+    """
+    first = templates[(leaves[0], p)]
+    layouts = [_rows_and_cols(templates[(a, p)]) for a in leaves]
+    reason = next((layout for layout in layouts if isinstance(layout, str)), None)
+    if reason is not None:
+        return reason
+    if any(structure_key(templates[(a, p)]) != structure_key(first) or layout.cols != layouts[0].cols
+           for a, layout in zip(leaves, layouts)):
+        return "coupled to traces of other layouts (state leaves of different shapes)"
+    rows, cols = layouts[0].rows, layouts[0].cols
+    for a in leaves:
+        for b in leaves:
+            h = H[a][b]
+            if h is not None and (not is_local(h) or not set(_row_labels(h, first)) <= set(rows)):
+                return f"coupled to the trace of s{b} through a block of H that is not elementwise"
+    edges = {structure_key(canonical(factors[(a, p)][1])) for a in leaves if (a, p) in factors}
+    for a in leaves:
+        if F[a][p] is not None and ((a, p) not in factors or not _scaled(F[a][p], factors[(a, p)], first, rows,
+                                                                           cols)):
+            return "coupled to other traces, and F is not a per-neuron factor times the parameter's input row"
+    if len(edges) != 1:
+        return "coupled to other traces, and the parameter enters them through different edges"
+    return GroupLayout(p, tuple(leaves), rows, cols, tuple(layout.val_rows for layout in layouts))
+
+
+def _group_axes(group: GroupLayout, val_rows, sizes: dict):
+    """einsum letters of a leaf's stored values and of the same values in row order, and the full shapes."""
+    letter = dict(zip(group.rows + group.cols, string.ascii_letters))
+    cols = "".join(letter[c] for c in group.cols)
+    stored = "".join(letter[r] for r in val_rows) + cols
+    ordered = "".join(letter[r] for r in group.rows if r in val_rows) + cols
+    expanded = tuple(sizes[r] if r in val_rows else 1 for r in group.rows) + tuple(sizes[c] for c in group.cols)
+    full = tuple(sizes[r] for r in group.rows) + tuple(sizes[c] for c in group.cols)
+    return stored, ordered, expanded, full
+
+
+def _widened(val, group: GroupLayout, val_rows, sizes: dict):
+    """A leaf's stored trace ``(B, *val_rows, *cols)`` as ``(B, r, c)`` over all rows."""
+    stored, ordered, expanded, full = _group_axes(group, val_rows, sizes)
+    val = jnp.einsum(f"B{stored}->B{ordered}", val).reshape((val.shape[0],) + expanded)
+    rows = math.prod(sizes[r] for r in group.rows)
+    return jnp.broadcast_to(val, (val.shape[0],) + full).reshape(val.shape[0], rows, -1)
+
+
+def _narrowed(new, group: GroupLayout, val_rows, sizes: dict):
+    """``(B, r, c)`` back to a leaf's stored rows (the fixed point makes the dropped rows copies)."""
+    stored, ordered, _, full = _group_axes(group, val_rows, sizes)
+    new = new.reshape((new.shape[0],) + full)
+    new = new[(slice(None),) + tuple(slice(None) if r in val_rows else 0 for r in group.rows)]
+    return jnp.einsum(f"B{ordered}->B{stored}", new)
+
+
+def group_factors(group: GroupLayout, H, F, templates: dict, factors: dict):
+    """``(M_t, f_t, x_t)`` of a group for one example: ``(k, k, r)``, ``(k, r)`` and ``(c,)`` (rows and columns
+    flattened)."""
+    template = templates[(group.leaves[0], group.param)]
+    layout = ChunkLayout(group.rows, group.rows, group.cols)
+    rows = lambda h: row_factor(h, template, layout).reshape(-1)
+    M = jnp.stack([jnp.stack([rows(H[a][b]) for b in group.leaves]) for a in group.leaves])
+    zero = jnp.zeros(M.shape[-1], template.dtype)
+    f = jnp.stack([zero if F[a][group.param] is None else rows(factors[(a, group.param)][0])
+                   for a in group.leaves])
+    edge = next(factors[(a, group.param)][1] for a in group.leaves if (a, group.param) in factors)
+    return M, f, col_factor(edge, template, layout).reshape(-1)
+
+
+def group_recursion(M, signal):
+    """Suffix products ``A_k = M_{K-1} ··· M_{k+1}`` and ``B_{k-1} = L_k + M_kᵀ B_k`` of a group over one chunk.
+
+    Args:
+        M: ``(K, batch, k, k, r)``; signal: ``(K, batch, k, r)`` learning signals.
+
+    Returns:
+        ``(A_{-1}, B_{-1}, A_k, B_k)``.
+    """
+    def back(carry, inputs):
+        a, b = carry
+        m, signal_k = inputs
+        return (jnp.einsum("Bsur,Butr->Bstr", a, m), signal_k + jnp.einsum("Bsur,Bsr->Bur", m, b)), (a, b)
+
+    eye = jnp.eye(M.shape[2], dtype=M.dtype)[None, :, :, None]
+    start = (jnp.broadcast_to(eye, M.shape[1:]), jnp.zeros(signal.shape[1:], signal.dtype))
+    (a_first, b_first), (a_k, b_k) = lax.scan(back, start, (M, signal), reverse=True)
+    return a_first, b_first, a_k, b_k
+
+
+def group_end(group: GroupLayout, traces: dict, templates: dict, pieces, signal, delta=None):
+    """Advance a group's batched traces over one chunk; return them with the chunk's gradient contribution.
+
+    Args:
+        pieces: ``(M, f, x)`` of the chunk, ``(K, batch, ...)``; signal: ``(K, batch, k, r)``; delta: the new
+            state's cotangents ``(K, batch, k, r)`` when the parameter's within-step gradient joins the chunk.
+    """
+    M, f, x = pieces
+    template = templates[(group.leaves[0], group.param)]
+    blocks = [(a, group.param) for a in group.leaves]
+    g0 = jnp.stack([_widened(traces[k].val, group, rows, template.sizes) for k, rows in zip(blocks, group.val_rows)],
+                   1)
+    a_first, b_first, a_k, b_k = group_recursion(M, signal)
+    spread = jnp.einsum("KBsr,KBc->Bsrc", jnp.einsum("KBstr,KBtr->KBsr", a_k, f), x)
+    new = jnp.einsum("Bstr,Btrc->Bsrc", a_first, g0) + spread
+    coefficient = jnp.einsum("KBsr,KBsr->KBr", b_k if delta is None else b_k + delta, f)
+    grad = jnp.einsum("Bsr,Bsrc->rc", b_first, g0) + jnp.einsum("KBr,KBc->rc", coefficient, x)
+    labels = group.rows + group.cols
+    grad = template.replace(out_shape=(), out_axes=(), val_labels=labels,
+                            val=grad.reshape([template.sizes[label] for label in labels]))
+    out = {k: traces[k].replace(val=_narrowed(new[:, s], group, rows, template.sizes).astype(traces[k].val.dtype))
+           for s, (k, rows) in enumerate(zip(blocks, group.val_rows))}
+    return out, grad.todense()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 
 from ._jacobians import is_neuron_local, step_jacobians
-from ._traces import MODES, check_mode, parameter_names, plan_traces
+from ._modes import MODES, get_mode
+from ._plan import parameter_names, plan_traces
 
 __all__ = ["describe"]
 
@@ -40,21 +41,28 @@ def describe(step, params, state, x, mode: str | None = None, *, order="rev", dr
         state variables (2):
         ...
     """
-    modes = MODES[1:] if mode is None else (mode,)
-    for m in modes:
-        check_mode(m)
+    modes = [m for m in MODES.values() if m.online] if mode is None else [get_mode(mode)]
     jac = step_jacobians(step, params, state, x, order=order, local=True)
-    state_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree.flatten_with_path(state)[0]]
-    names = parameter_names(params)
-    state_leaves = jax.tree.leaves(state)
-    lines = [f"state variables ({len(state_leaves)}; neuron axis first, trailing axes are compartments):"]
-    lines += [f"  s{a} {path or '<state>'}: shape {tuple(v.shape)} {v.dtype}"
-              + ("" if jax.numpy.issubdtype(v.dtype, jax.numpy.floating) else " (not differentiated)")
-              for a, (path, v) in enumerate(zip(state_paths, state_leaves))]
-    lines.append("H = d state' / d state:")
-    for a in range(len(jac.H)):
-        for b in range(len(jac.H)):
-            h = jac.H[a][b]
+    lines = _state_lines(state) + _H_lines(jac)
+    for m in modes:
+        lines += _mode_lines(step, params, state, x, m, jac, order=order, drop=drop)
+    text = "\n".join(lines)
+    print(text, file=file)
+    return text
+
+
+def _state_lines(state) -> list[str]:
+    leaves = jax.tree.flatten_with_path(state)[0]
+    lines = [f"state variables ({len(leaves)}; neuron axis first, trailing axes are compartments):"]
+    return lines + [f"  s{a} {jax.tree_util.keystr(path) or '<state>'}: shape {tuple(v.shape)} {v.dtype}"
+                    + ("" if jax.numpy.issubdtype(v.dtype, jax.numpy.floating) else " (not differentiated)")
+                    for a, (path, v) in enumerate(leaves)]
+
+
+def _H_lines(jac) -> list[str]:
+    lines = ["H = d state' / d state:"]
+    for a, row in enumerate(jac.H):
+        for b, h in enumerate(row):
             if h is None:
                 continue
             if is_neuron_local(h):
@@ -64,22 +72,22 @@ def describe(step, params, state, x, mode: str | None = None, *, order="rev", dr
             else:
                 kind = "cross-neuron"
             lines.append(f"  s{a} <- s{b}: {kind}; {h.kind}, stores {h.stored_size}")
-    for m in modes:
-        if m == "bptt":
-            lines.append("mode 'bptt': no traces (backpropagation through the whole sequence)")
-            continue
-        plan = plan_traces(step, params, state, x, m, order=order, drop=drop)
-        lines.append(f"traces in mode {m!r}: {plan.stored_size:,} numbers per example")
-        for (a, p), t in plan.templates.items():
-            chunked = "advanced in chunks" if (a, p) in plan.chunks else "advanced step by step"
-            lines.append(f"  d s{a} / d {names[p]}: {t.kind} {t.out_shape}x{t.in_shape}, stores {t.stored_size:,}; "
-                         f"{chunked}")
-        for p, name in enumerate(names):
-            if all(k[1] != p for k in plan.blocks):
-                lines.append(f"  {name}: no trace, {_why_untraced(jac, plan, p)}")
-    text = "\n".join(lines)
-    print(text, file=file)
-    return text
+    return lines
+
+
+def _mode_lines(step, params, state, x, mode, jac, *, order, drop) -> list[str]:
+    if not mode.online:
+        return [f"mode {mode.name!r}: no traces ({mode.summary})"]
+    names = parameter_names(params)
+    plan = plan_traces(step, params, state, x, mode, order=order, drop=drop)
+    lines = [f"traces in mode {mode.name!r}: {plan.stored_size:,} numbers per example"]
+    for (a, p), t in plan.templates.items():
+        chunked = ("advanced in chunks" if (a, p) in plan.chunks
+                   else f"advanced step by step: {plan.unchunked[(a, p)]}")
+        lines.append(f"  d s{a} / d {names[p]}: {t.kind} {t.out_shape}x{t.in_shape}, stores {t.stored_size:,}; "
+                     f"{chunked}")
+    return lines + [f"  {name}: no trace, {_why_untraced(jac, plan, p)}" for p, name in enumerate(names)
+                    if all(k[1] != p for k in plan.blocks)]
 
 
 def _why_untraced(jac, plan, p: int) -> str:

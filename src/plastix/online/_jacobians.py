@@ -13,12 +13,9 @@ from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend.core import Literal
 
-from ..ad._eliminate import eliminate, resolve_order
-from ..ad._graph import Graph, build_graph, is_local, reachable
-from ..ad._partial import Axis, Partial, _Grid, canonical, compose
+from ..ad import Axis, Graph, Partial, build_graph, canonical, compose, eliminate, is_local, reachable, resolve_order
 
 __all__ = ["StepJacobians", "step_jacobians", "is_local", "is_neuron_local", "neuron_block", "batch_vjp",
            "split_step", "is_float"]
@@ -54,12 +51,7 @@ def is_neuron_local(p: Partial) -> bool:
     if not p.out_shape or not p.in_shape:
         return not p.out_shape and not p.in_shape
     a, b = p.out_axes[0], p.in_axes[0]
-    if p.out_shape[0] != p.in_shape[0]:
-        return False
-    if a.index is None and b.index is None:
-        return a.labels == b.labels
-    grid = _Grid(sorted(set(a.labels) | set(b.labels)), p.sizes)  # e.g. x.at[:, k].set(v): maps written as arrays
-    return bool(np.array_equal(grid.eval(a), grid.eval(b)))
+    return p.out_shape[0] == p.in_shape[0] and p.same_positions(a, b)  # also maps written as arrays (x.at[:, k])
 
 
 def neuron_block(p: Partial) -> Partial | None:
@@ -94,7 +86,7 @@ def _merge_labels(p: Partial, i: int, j: int) -> Partial:
         labels[labels.index(j)] = i
     sizes = {k: v for k, v in p.sizes.items() if k != j}
     in_axes = (Axis((i,)),) + p.in_axes[1:]
-    return canonical(Partial(p.out_shape, p.in_shape, sizes, p.out_axes, in_axes, labels, val, p.dtype))
+    return canonical(p.replace(sizes=sizes, in_axes=in_axes, val_labels=labels, val=val))
 
 
 def _dense_neuron_block(p: Partial) -> Partial:
@@ -104,8 +96,8 @@ def _dense_neuron_block(p: Partial) -> Partial:
     out_labels = tuple(range(1 + len(ca)))
     in_labels = (0,) + tuple(range(1 + len(ca), 1 + len(ca) + len(cb)))
     sizes = dict(zip(out_labels + in_labels[1:], (n,) + ca + cb))
-    return Partial(p.out_shape, p.in_shape, sizes, tuple(Axis((x,)) for x in out_labels),
-                   tuple(Axis((x,)) for x in in_labels), out_labels + in_labels[1:], block, p.dtype)
+    return p.replace(sizes=sizes, out_axes=tuple(Axis((x,)) for x in out_labels),
+                     in_axes=tuple(Axis((x,)) for x in in_labels), val_labels=out_labels + in_labels[1:], val=block)
 
 
 def batch_vjp(cotangents, p: Partial):
@@ -120,8 +112,8 @@ def batch_vjp(cotangents, p: Partial):
     """
     ct = jnp.asarray(cotangents, p.dtype)
     labels = tuple(range(len(p.out_shape)))
-    ct = Partial((), p.out_shape, dict(zip(labels, p.out_shape)), (),
-                 tuple(Axis((x,)) for x in labels), labels, ct, p.dtype)
+    ct = Partial(out_shape=(), in_shape=p.out_shape, sizes=dict(zip(labels, p.out_shape)), out_axes=(),
+                 in_axes=tuple(Axis((x,)) for x in labels), val_labels=labels, val=ct, dtype=p.dtype)
     product, _ = compose(ct, p, batch_sum=True)
     return jnp.zeros(p.in_shape, p.dtype) if product is None else product.todense()
 
@@ -198,14 +190,7 @@ def _carried_axis(p: Partial, k: int | None):
         return None if not p.out_shape else False
     source = p.in_axes[k]
     for j, target in enumerate(p.out_axes):
-        if p.out_shape[j] != p.in_shape[k]:
-            continue
-        if source.index is None and target.index is None:
-            if source.labels == target.labels:
-                return j
-            continue
-        grid = _Grid(sorted(set(source.labels) | set(target.labels)), p.sizes)
-        if np.array_equal(grid.eval(source), grid.eval(target)):
+        if p.out_shape[j] == p.in_shape[k] and p.same_positions(source, target):
             return j
     return False
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from ._traces import DEFAULT_MAX_TRACE_SIZE, TracePlan, bounded_plan, check_mode, check_step, online_step_batch
+from ._checks import check_step
+from ._modes import Mode, get_mode
+from ._plan import DEFAULT_MAX_TRACE_SIZE, TracePlan, bounded_plan
+from ._update import Program, online_step
 
 __all__ = ["Learner", "LearnerState"]
 
@@ -28,14 +32,18 @@ class LearnerState(NamedTuple):
     count: jax.Array
 
 
+@dataclass(frozen=True, eq=False)
 class Learner:
     """Online gradient-based plasticity for a step function, with an optax optimizer.
+
+    A pure ``init``/``update`` pair, like an optax ``GradientTransformation``: the :class:`LearnerState` carries
+    everything ``update`` needs; the trace plan is derived from its shapes (and cached).
 
     Args:
         step: ``step(params, state, x) -> (new_state, out)`` for one example, plain JAX.
         loss: ``loss(out, target) -> scalar`` for one example and one step.
         optimizer: an ``optax.GradientTransformation``.
-        mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
+        mode: an online mode: ``"rtrl"``, ``"diagonal"`` or ``"eprop"``.
         every: apply the accumulated gradient every ``every`` steps (1 = plasticity at every step).
         order: elimination order for the step's Jacobians.
         feedback: ``None`` (exact learning signal) or fixed feedback matrices, see
@@ -52,19 +60,27 @@ class Learner:
         >>> carry, metrics = learner.update(carry, xs[t], targets[t])
     """
 
-    def __init__(self, step: Callable, loss: Callable, optimizer: optax.GradientTransformation,
-                 mode: str = "diagonal", *, every: int = 1, order="rev", feedback=None,
-                 max_trace_size: int | None = DEFAULT_MAX_TRACE_SIZE, drop=()):
-        check_mode(mode)
-        if mode == "bptt":
-            raise ValueError("Learner is online; mode 'bptt' needs the whole sequence: use "
-                             "plastix.online.value_and_grad(step, loss, 'bptt')")
-        if every < 1:
-            raise ValueError(f"every must be a positive number of steps, got {every}")
-        self.step, self.loss, self.optimizer = step, loss, optimizer
-        self.mode, self.every, self.order, self.feedback = mode, every, order, feedback
-        self.max_trace_size, self.drop = max_trace_size, drop
-        self.plan: TracePlan | None = None
+    step: Callable
+    loss: Callable
+    optimizer: optax.GradientTransformation
+    mode: str | Mode = "diagonal"
+    _: KW_ONLY
+    every: int = 1
+    order: Any = "rev"
+    feedback: Any = None
+    max_trace_size: int | None = DEFAULT_MAX_TRACE_SIZE
+    drop: Any = ()
+
+    def __post_init__(self):
+        get_mode(self.mode, online=True, who="Learner")
+        if not (isinstance(self.every, int) and self.every >= 1):
+            raise ValueError(f"every must be a positive number of steps, got {self.every!r}")
+
+    def plan(self, params, state, x) -> TracePlan:
+        """The trace plan for a batch's shapes (``state`` and ``x`` with their leading batch axis; cached)."""
+        example = jax.tree.map(lambda v: v[0], (state, x))
+        return bounded_plan(self.step, params, *example, self.mode, order=self.order,
+                            max_trace_size=self.max_trace_size, drop=self.drop)
 
     def init(self, params, state, x) -> LearnerState:
         """Start learning.
@@ -81,11 +97,7 @@ class Learner:
             RuntimeError: the trace layout does not reach a fixed point (see :func:`plan_traces`).
             ValueError: traces above ``max_trace_size`` or an unknown name in ``drop``.
         """
-        example = jax.tree.map(lambda v: v[0], (state, x))
-        self.plan = bounded_plan(self.step, params, example[0], example[1], self.mode, order=self.order,
-                                 max_trace_size=self.max_trace_size, drop=self.drop)
-        batch = jax.tree.leaves(state)[0].shape[0]
-        traces = self.plan.zeros(batch)
+        traces = self.plan(params, state, x).zeros(jax.tree.leaves(state)[0].shape[0])
         return LearnerState(params, self.optimizer.init(params), state, traces,
                             jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.int32))
 
@@ -101,30 +113,31 @@ class Learner:
             The new carry and ``{"loss": mean loss of this step, "out": the batch's outputs}``.
 
         Raises:
-            RuntimeError: :meth:`init` was not called first.
+            TypeError: ``carry`` is not a :class:`LearnerState`.
             ValueError: ``step`` returns a state of another structure, shape or dtype, or ``loss`` is not
                 scalar.
         """
-        if self.plan is None:
-            raise RuntimeError("call Learner.init before Learner.update")
+        if not isinstance(carry, LearnerState):
+            raise TypeError(f"Learner.update: carry must be the LearnerState returned by Learner.init or "
+                            f"Learner.update, got {type(carry).__name__}")
         params = carry.params
-        check_step(self.step, self.loss, params, jax.tree.map(lambda v: v[0], carry.state),
-                   jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[0], target))
+        check_step(self.step, self.loss, params, *jax.tree.map(lambda v: v[0], (carry.state, x, target)))
+        program = Program(self.step, self.loss, self.plan(params, carry.state, x), self.order, self.feedback)
+        r = online_step(program, params, carry.state, carry.traces, x, target)
+        return self._apply(carry, r.new_state, r.traces, r.grads, r.values.shape[0]), {"loss": jnp.mean(r.values),
+                                                                                       "out": r.out}
 
-        state, traces, values, grads, outs, _ = online_step_batch(self.step, self.loss, self.plan, params,
-                                                                  carry.state, carry.traces, x, target,
-                                                                  order=self.order, feedback=self.feedback)
+    def _apply(self, carry: LearnerState, state, traces, grads: list, batch: int) -> LearnerState:
+        """Accumulate the batch's mean gradient and apply the optimizer every ``every`` steps."""
+        params = carry.params
         leaves, treedef = jax.tree.flatten(params)
-        batch = values.shape[0]
         grads = jax.tree.unflatten(treedef, [(g / batch).astype(p.dtype) for g, p in zip(grads, leaves)])
         acc = jax.tree.map(jnp.add, carry.grads, grads)
         count = carry.count + 1
         apply = count % self.every == 0
         updates, opt_state = self.optimizer.update(acc, carry.opt_state, params)
-        new_params = optax.apply_updates(params, updates)
         choose = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
-        params = choose(new_params, params)
+        params = choose(optax.apply_updates(params, updates), params)
         opt_state = choose(opt_state, carry.opt_state)
         acc = jax.tree.map(lambda a: jnp.where(apply, jnp.zeros_like(a), a), acc)
-        carry = LearnerState(params, opt_state, state, traces, acc, count)
-        return carry, {"loss": jnp.mean(values), "out": outs}
+        return LearnerState(params, opt_state, state, traces, acc, count)
