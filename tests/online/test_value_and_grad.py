@@ -244,7 +244,7 @@ def test_chunked_traces_equal_step_by_step(mode, skip, feedback):
     assert 0.01 <= rate <= 0.6, rate
     plan = po.plan_traces(step, params, v0, xs[0, 0], mode)
     assert len(plan.chunks) == 2, plan.chunks
-    assert plan.folds == frozenset(plan.chunks)
+    assert plan.folds == frozenset(p for _, p in plan.chunks)
     fb = po.random_feedback(jax.random.PRNGKey(0), params, lambda path: "W'" in path) if feedback else None
     v0b = jnp.zeros((2, N))
     vg = lambda chunk: jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=chunk, feedback=fb))
@@ -476,7 +476,7 @@ def test_coupled_traces_of_two_state_leaves_are_chunked_exactly(recurrent, detac
     _, outs = lax.scan(lambda s, x: (lambda r: (r[0], r[0][1]))(forward(s, x)), s0, xs)
     assert float(jnp.mean(outs != 0)) > 0.05  # the adaptation moved: spikes occurred
     for mode in ("diagonal", "eprop"):
-        vg = lambda chunk: jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=chunk))
+        vg = lambda chunk, mode=mode: jax.jit(po.value_and_grad(step, mse, mode, batched=True, chunk=chunk))
         ref_loss, ref = vg(1)(params, s0, xs, ts)
         for chunk in (5, 7):
             loss, grads = vg(chunk)(params, s0, xs, ts)

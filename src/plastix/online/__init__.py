@@ -5,14 +5,19 @@ from ._learner import Learner, LearnerState
 from ._loop import StreamCarry, value_and_grad
 from ._modes import MODES, Mode
 from ._plan import TracePlan, parameter_names, plan_traces
+from ._rule import Cost, Rule, rule_cost
+from ._search import Found, search_rules
 from ._signal import random_feedback
 from ._stream import Stream
 
 __all__ = [
     "MODES",
+    "Cost",
+    "Found",
     "Learner",
     "LearnerState",
     "Mode",
+    "Rule",
     "Stream",
     "StreamCarry",
     "TracePlan",
@@ -20,5 +25,7 @@ __all__ = [
     "parameter_names",
     "plan_traces",
     "random_feedback",
+    "rule_cost",
+    "search_rules",
     "value_and_grad",
 ]

@@ -230,30 +230,37 @@ def group_layout(leaves, p: int, H, F, templates: dict, factors: dict) -> GroupL
 
     Requires: the blocks share one structure, stored as rows times the same columns; every ``H[a][b]`` between
     them is elementwise; every ``F[a][p]`` is a per-element factor times the parameter's one input edge
-    (``F = J·E``, the same ``E`` for all).
+    (``F = J·E``, the same ``E`` for all; found in the layered modes).
     """
-    first = templates[(leaves[0], p)]
-    layouts = [_rows_and_cols(templates[(a, p)]) for a in leaves]
-    reason = next((layout for layout in layouts if isinstance(layout, str)), None)
+    reason = _group_reason(leaves, p, H, F, templates, factors)
     if reason is not None:
-        return reason
-    if any(structure_key(templates[(a, p)]) != structure_key(first) or layout.cols != layouts[0].cols
-           for a, layout in zip(leaves, layouts)):
-        return "coupled to traces of other layouts (state leaves of different shapes)"
-    rows, cols = layouts[0].rows, layouts[0].cols
+        return f"coupled through H with the traces of {', '.join(f's{a}' for a in leaves)}, not chunked: {reason}"
+    layout = _rows_and_cols(templates[(leaves[0], p)])
+    return GroupLayout(p, tuple(leaves), layout.rows, layout.cols,
+                       tuple(_rows_and_cols(templates[(a, p)]).val_rows for a in leaves))
+
+
+def _group_reason(leaves, p: int, H, F, templates: dict, factors: dict) -> str | None:
+    first = templates[(leaves[0], p)]
+    for a in leaves:
+        layout = _rows_and_cols(templates[(a, p)])
+        if isinstance(layout, str):
+            return f"for s{a}, {layout}"
+        if structure_key(templates[(a, p)]) != structure_key(first) or layout.cols != _rows_and_cols(first).cols:
+            return "their layouts differ (state leaves of different shapes)"
+    rows, cols = _rows_and_cols(first).rows, _rows_and_cols(first).cols
     for a in leaves:
         for b in leaves:
             h = H[a][b]
             if h is not None and (not is_local(h) or not set(_row_labels(h, first)) <= set(rows)):
-                return f"coupled to the trace of s{b} through a block of H that is not elementwise"
-    edges = {structure_key(canonical(factors[(a, p)][1])) for a in leaves if (a, p) in factors}
+                return f"H from s{b} to s{a} is not elementwise"
     for a in leaves:
         if F[a][p] is not None and ((a, p) not in factors or not _scaled(F[a][p], factors[(a, p)], first, rows,
                                                                            cols)):
-            return "coupled to other traces, and F is not a per-neuron factor times the parameter's input row"
-    if len(edges) != 1:
-        return "coupled to other traces, and the parameter enters them through different edges"
-    return GroupLayout(p, tuple(leaves), rows, cols, tuple(layout.val_rows for layout in layouts))
+            return f"F of s{a} is not a per-neuron factor times the parameter's input row"
+    if len({structure_key(canonical(factors[(a, p)][1])) for a in leaves if (a, p) in factors}) != 1:
+        return "the parameter enters them through different edges"
+    return None
 
 
 def _group_axes(group: GroupLayout, val_rows, sizes: dict):

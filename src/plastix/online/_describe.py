@@ -86,11 +86,13 @@ def _mode_lines(step, params, state, x, mode, jac, *, order, drop) -> list[str]:
                    else f"advanced step by step: {plan.unchunked[(a, p)]}")
         lines.append(f"  d s{a} / d {names[p]}: {t.kind} {t.out_shape}x{t.in_shape}, stores {t.stored_size:,}; "
                      f"{chunked}")
-    return lines + [f"  {name}: no trace, {_why_untraced(jac, plan, p)}" for p, name in enumerate(names)
+    return lines + [f"  {name}: no trace, {_why_untraced(jac, plan, p, name)}" for p, name in enumerate(names)
                     if all(k[1] != p for k in plan.blocks)]
 
 
-def _why_untraced(jac, plan, p: int) -> str:
+def _why_untraced(jac, plan, p: int, name: str) -> str:
+    if name in plan.mode.untraced_names():
+        return f"untraced by the rule {plan.mode}: learns from its within-step gradient only (an approximation)"
     if p in plan.dropped:
         return "dropped by request (drop=...): learns from its within-step gradient only (an approximation)"
     if any(row[p] is not None for row in jac.F):

@@ -35,8 +35,8 @@ class StepJacobians:
     * ``F_layer``: ``F`` without the cross-layer paths, those that reach a state leaf through the neurons of
       another *layer* (leaves joined by neuron-local paths form one layer; see :func:`_layer_blocks`);
     * ``factors``: ``{(a, p): (J, E)}`` for a parameter that enters the step through one edge ``E = ∂v/∂θ_p``
-      (a weight in ``W @ x``): ``J = ∂s'_a/∂v`` along the same paths as ``F_layer``, so ``F_layer[a][p] = J·E``
-      (what lets a trace through a reset be advanced in chunks).
+      (a weight in ``W @ x``): ``J = ∂s'_a/∂v`` along the same paths as ``F_layer`` (as ``F`` without
+      ``local``), so ``F_layer[a][p] = J·E`` (what lets a trace through a reset be advanced in chunks).
     """
 
     H: list[list[Partial | None]]
@@ -221,7 +221,8 @@ def step_jacobians(step, params, state, x, *, order="rev", local: bool = False) 
     F = _expand([[edges.get((ins[p], o)) for p in range(n_params)] for o in g.outputs], args.floats, n_state,
                 n_params)
     if not local:
-        return StepJacobians(H, F, None, None)
+        factors = _factors(g, n_params, [(g.edges, range(len(float_state)))], order)
+        return StepJacobians(H, F, None, None, {(args.floats[j], p): f for (j, p), f in factors.items()})
     local_rows = _local_blocks(g, ins[n_params:], order)
     layers = _layers(local_rows)
     F_layer, edge_sets = F, [(g.edges, range(len(layers)))]

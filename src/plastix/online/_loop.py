@@ -172,6 +172,19 @@ def _aux_zeros(step, loss, params, state, x, target, batch: int):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch,) + a.shape, a.dtype), one)
 
 
+def _online_value_and_grad(program: Program, params, state0, xs, targets, example):
+    """The online pass of :func:`value_and_grad` from a batched ``state0``; ``example = (s0, x0, t0, loss_dtype)``
+    of one example, for the aux's shapes."""
+    s0, x0, t0, loss_dtype = example
+    batch = jax.tree.leaves(state0)[0].shape[0]
+    aux = _aux_zeros(program.step, program.loss, params, s0, x0, t0, batch) if program.has_aux else None
+    carry = run_pass(program, params, start_carry(program.plan, params, state0, loss_dtype, aux), xs, targets)
+    if not program.has_aux:
+        return carry.total, carry.grads
+    aux_sum = carry.aux if program.batched else jax.tree.map(lambda a: a[0], carry.aux)
+    return (carry.total, aux_sum), carry.grads
+
+
 def value_and_grad(step: Callable, loss: Callable, mode: str | Mode = "diagonal", *, order="rev",
                    max_trace_size: int | None = DEFAULT_MAX_TRACE_SIZE, drop=(), feedback=None,
                    batched: bool = False, chunk: int = 128, has_aux: bool = False) -> Callable:
@@ -230,12 +243,6 @@ def value_and_grad(step: Callable, loss: Callable, mode: str | Mode = "diagonal"
             state0 = jax.tree.map(lambda v: jnp.expand_dims(v, 0), state0)
         plan = bounded_plan(step, params, s0, x0, mode, order=order, max_trace_size=max_trace_size, drop=drop)
         program = Program(step, loss, plan, order, feedback, chunk, batched, has_aux)
-        batch = jax.tree.leaves(state0)[0].shape[0]
-        aux = _aux_zeros(step, loss, params, s0, x0, t0, batch) if has_aux else None
-        carry = run_pass(program, params, start_carry(plan, params, state0, loss_dtype, aux), xs, targets)
-        if not has_aux:
-            return carry.total, carry.grads
-        aux_sum = carry.aux if batched else jax.tree.map(lambda a: a[0], carry.aux)
-        return (carry.total, aux_sum), carry.grads
+        return _online_value_and_grad(program, params, state0, xs, targets, (s0, x0, t0, loss_dtype))
 
     return vg

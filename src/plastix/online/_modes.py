@@ -11,25 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from ._jacobians import StepJacobians, neuron_block
 
-__all__ = ["MODES", "Mode", "get_mode"]
+__all__ = ["MODES", "Mode", "get_mode", "neuron_block_of"]
 
 
 def _all_of_H(jac: StepJacobians):
     return jac.H
 
 
+def neuron_block_of(jac: StepJacobians, a: int, b: int):
+    """Each neuron's own block of ``H[a][b]`` (all its compartments) if leaves ``a`` and ``b`` are of one layer
+    (joined by a neuron-local path), else ``None``."""
+    h = jac.H[a][b]
+    if h is not None and (a == b or jac.H_local[a][b] is not None or jac.H_local[b][a] is not None):
+        return neuron_block(h)
+    return None
+
+
 def _neuron_blocks_of_H(jac: StepJacobians):
     """Each neuron's own block of ``H`` (all its compartments), between leaves of one layer."""
     n = len(jac.H)
-    kept = [[None] * n for _ in range(n)]
-    for a in range(n):
-        for b in range(n):
-            h = jac.H[a][b]
-            if h is not None and (a == b or jac.H_local[a][b] is not None or jac.H_local[b][a] is not None):
-                kept[a][b] = neuron_block(h)
-    return kept
+    return [[neuron_block_of(jac, a, b) for b in range(n)] for a in range(n)]
 
 
 def _local_paths_of_H(jac: StepJacobians):
@@ -69,6 +74,20 @@ class Mode:
     def H(self, jac: StepJacobians):
         """The part of ``H = ds'/ds`` the traces follow."""
         return self.keep_H(jac)
+
+    def check(self, params, state) -> None:
+        """Raise a one-line ``ValueError`` where the mode does not fit a step of these parameters and state (a
+        :class:`plastix.online.Rule` naming a state leaf the step has not); the built-in modes fit every step."""
+
+    def untraced_names(self) -> tuple[str, ...]:
+        """Parameters (names as :func:`~plastix.online.parameter_names`) that carry no trace by the mode's own
+        definition (as with ``drop=``); none for the built-in modes, see :class:`plastix.online.Rule`."""
+        return ()
+
+    def stored_dtype(self, dtype) -> np.dtype:
+        """The dtype a trace computed in ``dtype`` is stored in between steps: ``dtype`` itself for the built-in
+        modes; a :class:`plastix.online.Rule` may round stored traces to a narrower one."""
+        return np.dtype(dtype)
 
     def __str__(self) -> str:
         return self.name

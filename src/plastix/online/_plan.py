@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..ad import Partial, add, canonical, compose, structure_key
 from ._chunked import chunk_layout, group_layout
@@ -30,7 +31,11 @@ class TracePlan:
     several state leaves coupled per neuron, their shared :class:`._chunked.GroupLayout`), ``unchunked`` the
     others to the reason they advance step by step; ``folds`` holds the parameters whose within-step gradient
     is folded into the chunk's matrix product: those that reach the new state only through the state leaves
-    of one chunked block or group.
+    of one chunked block or group. ``muls`` holds per block the multiplications of its step-by-step update
+    ``Σ_b H̃[a][b]·G[(b, p)]`` (counted by :func:`plastix.ad.compose` on the trace's layout, per example).
+
+    A template's ``val`` has the dtype the trace is *stored* in (:meth:`Mode.stored_dtype`), its ``dtype`` the
+    working dtype of the arithmetic; a trace stored in another dtype is rounded to it after every step's update.
     """
 
     mode: Mode
@@ -40,6 +45,7 @@ class TracePlan:
     unchunked: dict = field(default_factory=dict)
     folds: frozenset = frozenset()
     dropped: frozenset = frozenset()
+    muls: dict = field(default_factory=dict)
 
     def zeros(self, batch: int | None = None) -> dict:
         """Traces at t = 0 (with a leading axis of size ``batch`` on the stored values if given)."""
@@ -50,6 +56,16 @@ class TracePlan:
     def stored_size(self) -> int:
         """Numbers stored per example by all traces."""
         return sum(t.stored_size for t in self.templates.values())
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes stored per example by all traces, each in its stored dtype (the ``nbytes`` of :meth:`zeros`)."""
+        return sum(t.stored_size * np.dtype(t.val.dtype).itemsize for t in self.templates.values())
+
+    @property
+    def muls_per_step(self) -> int:
+        """Multiplications of one step-by-step update of all traces per example (see ``muls``)."""
+        return sum(self.muls.values())
 
 
 def traced_blocks(H, F, dropped: frozenset) -> list[tuple[int, int]]:
@@ -171,7 +187,8 @@ def plan_traces(step, params, state, x, mode: str | Mode, *, order="rev", drop=(
         >>> plan.stored_size, plan.blocks
     """
     mode = get_mode(mode, online=True, who="plan_traces")
-    dropped = dropped_params(params, drop)
+    mode.check(params, state)
+    dropped = dropped_params(params, drop) | untraced_params(params, mode)
     found = {}
 
     def probe(params, state, x):
@@ -181,16 +198,39 @@ def plan_traces(step, params, state, x, mode: str | Mode, *, order="rev", drop=(
         found["templates"] = _fixed_point(H, F, blocks)
         found["chunks"] = _layouts(blocks, H, F, found["templates"], jac.factors)
         found["sources"] = {p: [a for a in range(len(jac.F)) if jac.F[a][p] is not None] for (_, p) in blocks}
+        found["muls"] = update_muls(H, found["templates"], blocks)
         return 0
 
     jax.eval_shape(probe, params, state, x)
-    chunks = {k: layout for k, layout in found["chunks"].items() if not isinstance(layout, str)}
-    unchunked = {k: reason for k, reason in found["chunks"].items() if isinstance(reason, str)}
+    templates = {k: t.replace(val=jax.ShapeDtypeStruct(t.val.shape, mode.stored_dtype(t.val.dtype)))
+                 for k, t in found["templates"].items()}
+    layouts = _rounded_step_by_step(found["chunks"], found["templates"], templates)
+    chunks = {k: layout for k, layout in layouts.items() if not isinstance(layout, str)}
+    unchunked = {k: reason for k, reason in layouts.items() if isinstance(reason, str)}
     folds = frozenset(p for (a, p), layout in chunks.items()
                       if set(found["sources"][p]) <= set(getattr(layout, "leaves", (a,))))
-    templates = {k: t.replace(val=jax.ShapeDtypeStruct(t.val.shape, t.val.dtype))
-                 for k, t in found["templates"].items()}
-    return TracePlan(mode, tuple(templates), templates, chunks, unchunked, folds, dropped)
+    return TracePlan(mode, tuple(templates), templates, chunks, unchunked, folds, dropped, found["muls"])
+
+
+def update_muls(H, templates: dict, blocks) -> dict:
+    """Per block ``(a, p)``: the multiplications of ``Σ_b H[a][b]·G[(b, p)]`` with every ``G`` in its layout
+    (:func:`plastix.ad.compose`'s count: index maps are free, additions and ``F`` are not counted)."""
+    return {(a, p): sum(compose(H[a][b], templates[(b, p)])[1] for b in range(len(H))
+                        if H[a][b] is not None and (b, p) in templates) for (a, p) in blocks}
+
+
+def _rounded_step_by_step(layouts: dict, working: dict, stored: dict) -> dict:
+    """The chunk layouts, without those of traces stored in another dtype than they are computed in (and of the
+    groups holding one): such a trace is rounded after every step, so it advances step by step."""
+    narrow = {k for k, t in stored.items() if t.val.dtype != working[k].val.dtype}
+    out = {}
+    for k, layout in layouts.items():
+        members = [(a, layout.param) for a in layout.leaves] if hasattr(layout, "leaves") else [k]
+        if not isinstance(layout, str) and any(m in narrow for m in members):
+            layout = (f"stored in {stored[k].val.dtype} (computed in {working[k].val.dtype}): rounded after every "
+                      f"step, so advanced step by step")
+        out[k] = layout
+    return out
 
 
 def parameter_names(params) -> list[str]:
@@ -201,6 +241,20 @@ def parameter_names(params) -> list[str]:
         keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
         names.append("/".join(keys) or "<params>")
     return names
+
+
+def untraced_params(params, mode: Mode) -> frozenset[int]:
+    """Leaf indices of the parameters ``mode`` leaves without a trace (:meth:`Mode.untraced_names`), with a
+    one-line error for a name that is not a parameter of the step."""
+    untraced = mode.untraced_names()
+    if not untraced:
+        return frozenset()
+    names = parameter_names(params)
+    unknown = [u for u in untraced if u not in names]
+    if unknown:
+        raise ValueError(f"rule {mode.name!r}: untraced names no parameter {', '.join(map(repr, unknown))}; expected "
+                         f"names of plastix.online.parameter_names(params): {', '.join(map(repr, names))}")
+    return frozenset(k for k, n in enumerate(names) if n in untraced)
 
 
 def dropped_params(params, drop) -> frozenset[int]:
