@@ -224,8 +224,7 @@ def value_and_grad(step: Callable, loss: Callable, mode: str | Mode = "diagonal"
         Jittable; the unbatched form is ``jax.vmap``-able.
 
     Raises:
-        ValueError: unknown mode, state/step mismatch, non-scalar loss, traces above ``max_trace_size``, or a
-            ``chunk`` below 1.
+        ValueError: unknown mode, state/step mismatch, non-scalar loss, traces above ``max_trace_size``, ``chunk``.
     """
     mode = get_mode(mode)
     check_chunk(chunk)
