@@ -30,9 +30,9 @@ def test_help():
 def test_train_help_lists_options():
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
-    for option in ("--dataset", "--data-path", "--encoding", "--model", "--hidden", "--layers", "--epochs",
+    for option in ("--dataset", "--data-path", "--encoding", "--model", "--hidden", "--layers", "--beta", "--epochs",
                    "--batch-size", "--lr", "--seed", "--out", "--resume", "--distributed", "--mode", "bptt", "rate",
-                   "latency", "digits", "randman", "shd", "sigma-delta", "rlif"):
+                   "latency", "digits", "randman", "shd", "mnist1d", "sigma-delta", "rlif"):
         assert option in result.output
 
 
@@ -67,14 +67,32 @@ def test_tiny_train_run_writes_results(tmp_path):
     (["trian"], "trian"),
     (["train", "--model", "hh"], "hh"),
     (["train", "--layers", "0"], "--layers"),
+    (["train", "--beta", "1.5"], "--beta"),
     (["train", "--dataset", "shd"], "needs a data path"),
     (["train", "--dataset", "shd", "--data-path", "/no/such/dir"], "/no/such/dir: no such file or directory"),
     (["train", "--resume"], "resume needs an output directory"),
     (["train", "--model", "rlif", "--mode", "rtrl", "--steps", "2"], "mode 'rtrl' needs"),
+    (["train", "--dataset", "mnist1d", "--steps", "50"], "dataset 'mnist1d' has 40 steps per sample"),
 ])
 def test_bad_options_fail_with_one_line(args, fragment):
     line = one_line_error(runner.invoke(app, args))
     assert fragment in line
+
+
+def test_dataset_recommendations_apply_unless_given(monkeypatch):
+    import plastix.train
+    from plastix.data import DATASETS
+
+    seen = []
+    monkeypatch.setattr(plastix.train, "train", lambda config, **kwargs: seen.append(config.resolved()))
+    assert runner.invoke(app, ["train", "--dataset", "mnist1d"]).exit_code == 0
+    assert runner.invoke(app, ["train", "--dataset", "mnist1d", "--model", "alif", "--epochs", "2"]).exit_code == 0
+    assert runner.invoke(app, ["train"]).exit_code == 0
+    recommended, given, digits = seen
+    assert {k: getattr(recommended, k) for k in DATASETS["mnist1d"].defaults} == dict(DATASETS["mnist1d"].defaults)
+    assert recommended.steps == 40 and recommended.mode == "diagonal"
+    assert (given.model, given.epochs, given.hidden) == ("alif", 2, recommended.hidden)
+    assert (digits.model, digits.hidden, digits.epochs, digits.lr, digits.steps) == ("lif", 256, 15, 2e-3, 20)
 
 
 def test_resume_without_a_checkpoint_exits_2_naming_the_directory(tmp_path):

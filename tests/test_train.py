@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plastix import train as train_module
 from plastix.network import MODELS
 from plastix.train import (
     CHECKPOINT,
@@ -22,6 +21,7 @@ from plastix.train import (
     save_checkpoint,
     train,
 )
+from plastix.train import _loop as train_loop
 
 # a tiny Randman task: every run here compiles in a few seconds and trains in well under one
 TINY = TrainConfig(dataset="randman", channels=12, randman_classes=3, randman_dim=2, randman_samples=12, steps=6,
@@ -39,7 +39,8 @@ def test_config_check():
     TINY.check()
     for bad, match in [({"encoding": "poisson"}, "encoding"), ({"mode": "snap"}, "mode"), ({"hidden": 0}, "hidden"),
                        ({"lr": 0.0}, "lr"), ({"kappa": 1.5}, "kappa"), ({"dataset": "mnist"}, "dataset"),
-                       ({"model": "hh"}, "model"), ({"layers": 0}, "layers"), ({"dataset": "shd"}, "data path")]:
+                       ({"model": "hh"}, "model"), ({"layers": 0}, "layers"), ({"dataset": "shd"}, "data path"),
+                       ({"dataset": "mnist1d", "steps": 41}, "has 40 steps per sample")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad).check()
     assert TrainConfig(dataset="shd").resolved().steps == 100 and TrainConfig(steps=7).resolved().steps == 7
@@ -80,12 +81,14 @@ def tiny_shd(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset", ["digits", "randman", "shd"])
+@pytest.mark.parametrize("dataset", ["digits", "randman", "shd", "mnist1d"])
 @pytest.mark.parametrize("model, mode", [(m, o) for m in MODELS for o in MODES])
 def test_every_dataset_model_and_mode_trains(model, mode, dataset, tiny_shd):
     overrides = {"dataset": dataset, "data_path": str(tiny_shd) if dataset == "shd" else None}
     if dataset == "digits":
         overrides["test_fraction"] = 0.98  # 36 training samples
+    if dataset == "mnist1d":
+        overrides.update(steps=None, batch_size=1000)  # its 40 steps; 4 steps of 1000 samples
     _tiny_run(model, mode, **overrides)
 
 
@@ -141,7 +144,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     poisoned = []
-    load = train_module._load
+    load = train_loop._load
 
     class Poisoned:
         def __init__(self, ds):
@@ -154,7 +157,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         def take(self, indices):
             return self.ds.take(indices) * (np.nan if poisoned else 1.0)
 
-    monkeypatch.setattr(train_module, "_load", lambda config: tuple(map(Poisoned, load(config))))
+    monkeypatch.setattr(train_loop, "_load", lambda config: tuple(map(Poisoned, load(config))))
     with pytest.raises(TrainingDiverged, match=r"gradient norm became nan at epoch 2, step 2 .*last good "
                                                r"checkpoint \(epoch 1\)"):
         train(TINY, out=tmp_path, on_step=lambda epoch, step: epoch == 2 and poisoned.append(step), **QUIET)

@@ -22,22 +22,25 @@ detection and colouring). Candidate orders come from :data:`ORDER_SOURCES` (name
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import numpy as np
+import typer
 
 import plastix
 
 from . import tasks as _tasks
+from ._cli import run_command
 from ._io import write_json
 from ._timing import first_call, interleaved_medians
+from .tasks import TaskName
 
 __all__ = ["METHODS", "ORDER_SOURCES", "asdex_status", "batch_args", "best_order", "candidate_orders",
-           "main", "plot", "run", "run_task", "shuffled_medians", "write_json"]
+           "command", "main", "plot", "run", "run_task", "shuffled_medians", "write_json"]
 
 METHODS = ("plastix-fwd", "plastix-rev", "plastix-best", "jax-jacfwd", "jax-jacrev", "asdex")
 JAX_METHODS = ("jax-jacfwd", "jax-jacrev")
@@ -385,11 +388,30 @@ def plot(rows: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
+def command(
+    task: Annotated[list[TaskName] | None, typer.Option(help="Task to measure (repeatable; default: all).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Examples per vmapped call.")] = 512,
+    repeats: Annotated[int, typer.Option(min=1, help="Interleaved timed calls per method.")] = 100,
+    json_path: Annotated[Path | None, typer.Option("--json", dir_okay=False,
+                                                   help="Write the rows as JSON here.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", dir_okay=False,
+                                                   help="Write a PNG of the ratios here.")] = None,
+    asdex: Annotated[bool, typer.Option(help="Include asdex.jacobian when the package is installed.")] = True,
+) -> None:
+    """Jacobian runtime of plastix.jacve (fwd, rev, best order) vs jax.jacfwd, jax.jacrev and asdex."""
+    rows = run([t.value for t in task] if task else None, batch=batch, repeats=repeats,
+               include_asdex=None if asdex else False, echo=typer.echo)
+    if json_path is not None:
+        write_json(rows, json_path)
+        typer.echo(f"wrote {json_path}")
+    if plot_path is not None:
+        plot(rows, plot_path)
+        typer.echo(f"wrote {plot_path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m plastix.bench.ad [options]``: the same as ``plastix bench ad [options]``."""
-    from plastix.cli import app
-
-    app(["bench", "ad", *(sys.argv[1:] if argv is None else argv)], prog_name="python -m plastix.bench.ad")
+    run_command(command, argv, "python -m plastix.bench.ad")
 
 
 if __name__ == "__main__":

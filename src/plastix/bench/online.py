@@ -49,14 +49,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import typer
 
+from ._cli import int_list, run_command
 from ._io import write_json
 
 __all__ = ["BRAINTRACE_METHODS", "DEFAULT_METHODS", "METHODS", "NETWORKS", "PLASTIX_METHODS", "REC_GAIN",
-           "STREAM_METHODS", "cosine_check", "format_cosine", "format_ratios", "format_table", "hopeless", "main",
-           "measure", "plot", "ratios", "run", "run_child", "spike_source", "stream_update", "write_json"]
+           "STREAM_METHODS", "command", "cosine_check", "format_cosine", "format_ratios", "format_table", "hopeless",
+           "main", "measure", "plot", "ratios", "run", "run_child", "spike_source", "stream_update", "write_json"]
 
 PLASTIX_METHODS = ("bptt", "diagonal", "eprop")
 STREAM_METHODS = ("diagonal-stream", "eprop-stream")
@@ -719,6 +722,50 @@ def _single(job: dict) -> dict:
     raise ValueError(f"unknown job kind {job['kind']!r}")
 
 
+def command(
+    sizes: Annotated[str, typer.Option(help="Hidden sizes n, comma-separated.")] = "128,512",
+    steps: Annotated[str, typer.Option(help="Sequence lengths T, comma-separated.")] = "100,1000,4000",
+    methods: Annotated[str, typer.Option(help="Comma-separated, from: bptt, diagonal, eprop, diagonal-stream, "
+                                              "eprop-stream (fed in segments, no sequence in memory), "
+                                              "braintrace-d_rtrl, braintrace-es_d_rtrl.")] = ",".join(DEFAULT_METHODS),
+    batch: Annotated[int, typer.Option(min=1, help="Sequences per training step.")] = 32,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed per configuration (its own process).")] = 300,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per configuration (fewer past 20 s).")] = 5,
+    network: Annotated[str, typer.Option(help="recurrent (LIF with recurrent weights, BrainTrace's model) or "
+                                              "feedforward.")] = "recurrent",
+    all_: Annotated[bool, typer.Option("--all", help="Also run BrainTrace D_RTRL at n>=512, T>=1000.")] = False,
+    cosine: Annotated[bool, typer.Option(help="Gradient cosine to BPTT at the smallest n and T.")] = True,
+    braintrace_python: Annotated[str | None, typer.Option(help="Python interpreter with braintrace installed "
+                                                               "(default: this one).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", dir_okay=False,
+                                                   help="Write the rows as JSON here.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", dir_okay=False,
+                                                   help="Write a PNG of time and memory vs T.")] = None,
+) -> None:
+    """Seconds and peak memory of one training step (a gradient over T steps): plastix vs BPTT vs BrainTrace."""
+    size_list, step_list = int_list(sizes, "--sizes"), int_list(steps, "--steps")
+    method_list = [m.strip().lower() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in method_list if m not in METHODS]
+    if unknown or not method_list:
+        raise typer.BadParameter(f"unknown method(s) {', '.join(map(repr, unknown)) or repr(methods)} for --methods; "
+                                 f"choose from {', '.join(METHODS)}")
+    if network not in NETWORKS:
+        raise typer.BadParameter(f"unknown network {network!r} for --network; choose from {', '.join(NETWORKS)}")
+    rows = run(size_list, step_list, method_list, batch=batch, timeout=timeout, repeats=repeats, network=network,
+               include_hopeless=all_, cosine=cosine, braintrace_python=braintrace_python, echo=typer.echo)
+    typer.echo("")
+    typer.echo("seconds per update, peak RSS / XLA temp MB:")
+    typer.echo(format_table(rows))
+    typer.echo("")
+    typer.echo(format_ratios(ratios(rows)))
+    if json_path is not None:
+        write_json(rows, json_path)
+        typer.echo(f"wrote {json_path}")
+    if plot_path is not None:
+        plot(rows, plot_path)
+        typer.echo(f"wrote {plot_path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m plastix.bench.online [options]``: the same as ``plastix bench online [options]``."""
     argv = sys.argv[1:] if argv is None else argv
@@ -732,9 +779,7 @@ def main(argv: list[str] | None = None) -> None:
             result = {"status": _one_line(f"error: {type(e).__name__}: {e}")}
         print(json.dumps(result), flush=True)
         return
-    from plastix.cli import app
-
-    app(["bench", "online", *argv], prog_name="python -m plastix.bench.online")
+    run_command(command, argv, "python -m plastix.bench.online")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Multiplication counts of elimination orders on the ten AD benchmark tasks: heuristics, search and AlphaGrad.
 
-Run ``plastix orders --all`` (or ``--task NAME``). For every task the graph of :mod:`plastix.bench.tasks` is
-counted with :class:`plastix.ad.CostGraph` under each heuristic of :mod:`plastix.ad.orders` and under
-:func:`plastix.ad.orders.search` with a time budget; the table shows search / min(fwd, rev, markowitz) next to
-AlphaGrad's ratio of its best order to the best of its own fwd, rev and Markowitz counts (:data:`ALPHAGRAD`).
-Our graphs differ from AlphaGrad's in detail (free index maps, the lowering of some ops), so ratios are compared,
-not counts. Searched orders are stored in the order cache (:func:`plastix.ad.orders.cache_dir`), so
+Run ``plastix orders --all`` (or ``--task NAME``; also ``python -m plastix.bench.orders``). For every task the graph of
+:mod:`plastix.bench.tasks` is counted with :class:`plastix.ad.CostGraph` under each heuristic of
+:mod:`plastix.ad.orders` and under :func:`plastix.ad.orders.search` with a time budget; the table shows search /
+min(fwd, rev, markowitz) next to AlphaGrad's ratio of its best order to the best of its own fwd, rev and Markowitz
+counts (:data:`ALPHAGRAD`). Our graphs differ from AlphaGrad's in detail (free index maps, the lowering of some ops), so
+ratios are compared, not counts. Searched orders are stored in the order cache (:func:`plastix.ad.orders.cache_dir`), so
 ``plastix.jacve(..., order="search")`` and ``plastix bench ad`` reuse them.
 """
 
@@ -14,14 +14,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 import plastix
 from plastix.ad import CostGraph, orders
 
 from . import tasks as _tasks
+from ._cli import run_command
 from ._io import write_json
+from .tasks import TaskName
 
-__all__ = ["ALPHAGRAD", "alphagrad_ratio", "format_table", "run", "run_task", "write_json"]
+__all__ = ["ALPHAGRAD", "alphagrad_ratio", "command", "format_table", "main", "run", "run_task", "write_json"]
 
 # AlphaGrad's multiplication counts (fwd, rev, Markowitz, AlphaGrad) on its own graphs, from the table in
 # ../shared/REFERENCE.md (AlphaGrad, NeurIPS 2024, arXiv 2406.05027; TASKS.md section 11).
@@ -149,3 +155,30 @@ def run(names: Iterable[str] | None = None, *, seconds: float = 60.0, seed: int 
     if cache:
         echo(f"searched orders cached in {orders.cache_dir()}")
     return rows
+
+
+def command(
+    task: Annotated[list[TaskName] | None, typer.Option(help="Task to search (repeatable).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every task of plastix.bench.tasks.")] = False,
+    seconds: Annotated[float, typer.Option(min=0, help="Search budget per task, seconds.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", dir_okay=False,
+                                                   help="Write the rows as JSON here.")] = None,
+    cache: Annotated[bool, typer.Option(help="Store the searched orders in the order cache.")] = True,
+) -> None:
+    """Multiplications of fwd, rev, Markowitz, other heuristics and a searched elimination order per task."""
+    if not task and not all_:
+        raise typer.BadParameter("give --task NAME (repeatable) or --all")
+    rows = run(None if all_ else [t.value for t in task], seconds=seconds, seed=seed, cache=cache, echo=typer.echo)
+    if json_path is not None:
+        write_json(rows, json_path)
+        typer.echo(f"wrote {json_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m plastix.bench.orders [options]``: the same as ``plastix orders [options]``."""
+    run_command(command, argv, "python -m plastix.bench.orders")
+
+
+if __name__ == "__main__":
+    main()

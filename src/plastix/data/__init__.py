@@ -1,4 +1,8 @@
-"""Datasets as spike trains (Digits, Randman, SHD/SSC) and the batching interface they share."""
+"""Datasets as spike trains (Digits, Randman, SHD/SSC, MNIST-1D) and the batching interface they share.
+
+:data:`DATASETS` is the table ``plastix train --dataset`` reads (name -> :class:`DatasetSpec`: loader,
+description, steps, inputs and classes where fixed, recommended training settings).
+"""
 
 from ._batching import (
     LAST_BATCH,
@@ -14,11 +18,14 @@ from ._batching import (
     stratified_split,
     train_test_split,
 )
+from ._registry import DATASETS, DatasetSpec
 from .digits import ENCODINGS, NUM_CLASSES, NUM_INPUTS, digit_images, latency_encode, load_digits, rate_encode
+from .mnist1d import Mnist1d, load_mnist1d, mnist1d_signals, population_code
 from .randman import Randman, randman
 from .shd import SpikeFile, load_shd
 
 __all__ = [
+    "DATASETS",
     "ENCODINGS",
     "LAST_BATCH",
     "NUM_CLASSES",
@@ -26,6 +33,8 @@ __all__ = [
     "ArrayDataset",
     "Batch",
     "DataError",
+    "DatasetSpec",
+    "Mnist1d",
     "Randman",
     "SpikeDataset",
     "SpikeFile",
@@ -35,8 +44,11 @@ __all__ = [
     "iterate",
     "latency_encode",
     "load_digits",
+    "load_mnist1d",
     "load_shd",
+    "mnist1d_signals",
     "num_batches",
+    "population_code",
     "randman",
     "rate_encode",
     "split",

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ENCODINGS", "NUM_CLASSES", "NUM_INPUTS", "digit_images", "latency_encode", "load_digits", "rate_encode"]
+from ._batching import ArrayDataset, Subset, split
+
+__all__ = ["ENCODINGS", "NUM_CLASSES", "NUM_INPUTS", "digit_images", "latency_encode", "load_digits", "rate_encode",
+           "train_test"]
 
 ENCODINGS = ("rate", "latency")
 NUM_INPUTS = 64
@@ -129,3 +132,10 @@ def load_digits(encoding: str = "rate", *, steps: int = 20, max_rate: float = 1.
     else:
         xs = latency_encode(pixels, steps)
     return xs, labels
+
+
+def train_test(options) -> tuple[Subset, Subset]:
+    """The registry's loader (:data:`plastix.data.DATASETS`): the whole set encoded with ``options.encoding``,
+    ``steps``, ``max_rate`` and ``seed``, split stratified by ``options.test_fraction`` and ``seed``."""
+    xs, labels = load_digits(options.encoding, steps=options.steps, max_rate=options.max_rate, seed=options.seed)
+    return split(ArrayDataset(xs, labels, NUM_CLASSES), options.test_fraction, seed=options.seed)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._batching import DataError
+from ._batching import DataError, Subset, split
 
-__all__ = ["Randman", "randman"]
+__all__ = ["Randman", "randman", "train_test"]
 
 
 class Randman:
@@ -103,3 +103,13 @@ def randman(*, classes: int = 10, samples_per_class: int = 100, dimensions: int 
         g = (f - lo) / np.where(hi > lo, hi - lo, 1.0)
         times[c * samples:(c + 1) * samples] = np.minimum(np.floor(g * steps), steps - 1).astype(np.int16)
     return Randman(times, np.repeat(np.arange(classes, dtype=np.int32), samples), steps, classes)
+
+
+def train_test(options) -> tuple[Subset, Subset]:
+    """The registry's loader (:data:`plastix.data.DATASETS`): ``randman`` with ``options.randman_classes``,
+    ``randman_samples``, ``randman_dim``, ``channels``, ``steps``, ``randman_alpha`` and ``seed``, split
+    stratified by ``options.test_fraction`` and ``seed``."""
+    full = randman(classes=options.randman_classes, samples_per_class=options.randman_samples,
+                   dimensions=options.randman_dim, channels=options.channels, steps=options.steps,
+                   alpha=options.randman_alpha, seed=options.seed)
+    return split(full, options.test_fraction, seed=options.seed)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._batching import DataError, Subset, split
 
-__all__ = ["KEYS", "SpikeFile", "load_shd"]
+__all__ = ["KEYS", "SpikeFile", "load_shd", "train_test"]
 
 KEYS = ("spikes/times", "spikes/units", "labels")
 _PREFIXES = ("shd", "ssc")
@@ -157,3 +157,10 @@ def load_shd(path: str | Path, *, steps: int = 100, duration: float = 1.4, chann
             return train, test
     expected = " or ".join(f"{p}_train.h5 and {p}_test.h5" for p in _PREFIXES)
     raise FileNotFoundError(f"{path}: directory holds no {expected}")
+
+
+def train_test(options) -> tuple[SpikeFile | Subset, SpikeFile | Subset]:
+    """The registry's loader (:data:`plastix.data.DATASETS`): :func:`load_shd` of ``options.data_path`` with
+    ``steps``, ``duration``, ``channels``, ``test_fraction`` and ``seed``."""
+    return load_shd(options.data_path, steps=options.steps, duration=options.duration, channels=options.channels,
+                    test_fraction=options.test_fraction, seed=options.seed)

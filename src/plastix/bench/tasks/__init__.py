@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 
 from . import deep_learning, economics, kinematics, minpack, randoms, roe
 from .randoms import random_function
 
-__all__ = ["Task", "get", "names", "random_function"]
+__all__ = ["Task", "TaskName", "get", "names", "random_function"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,6 @@ def get(name: str) -> Task:
     except KeyError:
         raise KeyError(f"unknown task {name!r}; valid names: {', '.join(_BUILDERS)}") from None
     return builder()
+
+
+TaskName = StrEnum("TaskName", {name: name for name in names()})  # the task names as command-line choices
