@@ -10,6 +10,7 @@ import plastix.bench
 import plastix.bench.ad as bench_ad
 import plastix.bench.online as bench_online
 import plastix.bench.orders as bench_orders
+import plastix.bench.spellings as bench_spellings
 from plastix.cli import app
 
 
@@ -47,4 +48,4 @@ def test_cli_mounts_the_benchmark_commands():
     groups = {g.name: g.typer_instance for g in app.registered_groups}
     assert commands["orders"] is bench_orders.command
     bench = {c.name: c.callback for c in groups["bench"].registered_commands}
-    assert bench == {"ad": bench_ad.command, "online": bench_online.command}
+    assert bench == {"ad": bench_ad.command, "online": bench_online.command, "spellings": bench_spellings.command}

@@ -9,7 +9,11 @@ import pytest
 
 import plastix.online as po
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
 
 
 def test_registry_holds_the_four_modes_in_order():
